@@ -1,0 +1,1 @@
+"""Command-line adapter: parses flags, calls the Python API, prints. Imported by nobody."""

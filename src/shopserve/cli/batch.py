@@ -1,0 +1,7 @@
+"""`shopserve batch`: the command-line face of shopserve.batch."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,68 @@
+"""The ``shopserve`` command: one group per capability, errors turned into exit codes here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from shopserve.cli import (
+    batch,
+    bundle,
+    doctor,
+    drill,
+    models,
+    monitor,
+    optimize,
+    quickstart,
+    serve,
+    tune,
+)
+from shopserve.errors import ShopserveError
+
+app = typer.Typer(
+    name="shopserve",
+    help="Take shop search, recommendation and ranking models to production, and prove "
+    "they survive failures.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models.app, name="models", help="Registry: versions, aliases, promotion, rollback.")
+app.add_typer(optimize.app, name="optimize", help="Export, optimize, quantize with a quality gate.")
+app.add_typer(serve.app, name="serve", help="Serve models online from a deployment file.")
+app.add_typer(batch.app, name="batch", help="Streaming, resumable batch scoring.")
+app.add_typer(bundle.app, name="bundle", help="Air-gapped bundles: build, verify, install.")
+app.add_typer(drill.app, name="drill", help="Disaster-recovery drills against the live service.")
+app.add_typer(monitor.app, name="monitor", help="Metrics, drift and service status.")
+app.add_typer(tune.app, name="tune", help="Capacity planning: replicas, batch size, cache size.")
+app.command("doctor", help="Check this machine before a deployment.")(doctor.doctor)
+app.command("quickstart", help="Demo shop → model → optimized → registered → served.")(
+    quickstart.quickstart
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a ``ShopserveError`` becomes its message on stderr and its exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ShopserveError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except SystemExit as exc:  # typer/click exit with a code for --help and usage errors
+        return int(exc.code or 0)
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`shopserve optimize`: the command-line face of shopserve.optimize."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
