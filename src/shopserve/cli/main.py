@@ -45,7 +45,7 @@ app.command("quickstart", help="Demo shop → model → optimized → registered
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a ``ShopserveError`` becomes its message on stderr and its exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except ShopserveError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
