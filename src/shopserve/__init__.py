@@ -1,5 +1,6 @@
 """shopserve: from a trained shop model to a fast, monitored, failure-proof service."""
 
+from shopserve.data import DemoShopSpec, Shop, generate_demo_shop, load_shop
 from shopserve.errors import (
     AliasInUseError,
     AuthError,
@@ -17,6 +18,7 @@ from shopserve.errors import (
     UnavailableError,
     UsageError,
 )
+from shopserve.registry import LoadedVersion, ModelVersion, Registry
 from shopserve.types import ModelKind, ModelSignature, TensorSpec, VersionStatus
 
 __version__ = "0.1.0"
@@ -26,15 +28,20 @@ __all__ = [
     "AuthError",
     "ConflictError",
     "DeadlineExceededError",
+    "DemoShopSpec",
     "DependencyError",
     "InputError",
     "IntegrityError",
+    "LoadedVersion",
     "ModelKind",
     "ModelSignature",
+    "ModelVersion",
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
     "QualityGateError",
+    "Registry",
+    "Shop",
     "ShopserveError",
     "SpecError",
     "TensorSpec",
@@ -42,4 +49,6 @@ __all__ = [
     "UsageError",
     "VersionStatus",
     "__version__",
+    "generate_demo_shop",
+    "load_shop",
 ]
