@@ -19,6 +19,7 @@ from shopserve.errors import (
     UsageError,
 )
 from shopserve.registry import LoadedVersion, ModelVersion, Registry
+from shopserve.registry import LoadedVersion, ModelVersion, Registry
 from shopserve.types import ModelKind, ModelSignature, TensorSpec, VersionStatus
 
 __version__ = "0.1.0"
@@ -33,13 +34,16 @@ __all__ = [
     "InputError",
     "IntegrityError",
     "LoadedVersion",
+    "LoadedVersion",
     "ModelKind",
     "ModelSignature",
+    "ModelVersion",
     "ModelVersion",
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
     "QualityGateError",
+    "Registry",
     "Registry",
     "Shop",
     "ShopserveError",
