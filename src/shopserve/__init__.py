@@ -19,7 +19,6 @@ from shopserve.errors import (
     UsageError,
 )
 from shopserve.registry import LoadedVersion, ModelVersion, Registry
-from shopserve.registry import LoadedVersion, ModelVersion, Registry
 from shopserve.types import ModelKind, ModelSignature, TensorSpec, VersionStatus
 
 __version__ = "0.1.0"
@@ -34,16 +33,13 @@ __all__ = [
     "InputError",
     "IntegrityError",
     "LoadedVersion",
-    "LoadedVersion",
     "ModelKind",
     "ModelSignature",
-    "ModelVersion",
     "ModelVersion",
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
     "QualityGateError",
-    "Registry",
     "Registry",
     "Shop",
     "ShopserveError",
