@@ -9,6 +9,12 @@ from shopserve.models.ctr import CtrTrainer, CtrTrainSpec, train_ctr, train_ctr_
 from shopserve.models.features import CategoricalFeature, FeatureSpec, NumericFeature, featurize
 from shopserve.models.pipelines import Pipeline, evaluate, load_pipeline
 from shopserve.models.rank import RankPipeline
+from shopserve.models.recommend import (
+    RecommendTrainSpec,
+    train_recommender,
+    train_recommender_table,
+)
+from shopserve.models.recommend_pipeline import RecommendPipeline
 
 __all__ = [
     "CategoricalFeature",
@@ -19,10 +25,14 @@ __all__ = [
     "NumericFeature",
     "Pipeline",
     "RankPipeline",
+    "RecommendPipeline",
+    "RecommendTrainSpec",
     "TrainedModel",
     "evaluate",
     "featurize",
     "load_pipeline",
     "train_ctr",
     "train_ctr_table",
+    "train_recommender",
+    "train_recommender_table",
 ]
