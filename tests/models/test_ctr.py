@@ -134,3 +134,26 @@ def test_training_refuses_bad_labels(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="numeric and text columns"):
         train_ctr_table(table.drop(["c"]).set_column(0, "label", pa.array([0, 1] * 15)), tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.train
+def test_deepfm_onnx_matches_torch_and_trains(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
+    from shopserve.models.ctr import CtrTrainer
+    from shopserve.models.deepfm import _build, export_onnx
+
+    torch.manual_seed(0)
+    net = _build(torch, 3, 2, 20, 4, (8,)).eval()
+    x, _ = _arrays(50, 7)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x["dense"]), torch.from_numpy(x["cat"])).numpy()
+    got = OnnxModel(export_onnx(torch, net, 3, 2).SerializeToString()).run(x)["score"]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+    shop = generate_demo_shop(DemoShopSpec.small())
+    spec = CtrTrainSpec(trainer=CtrTrainer.TORCH, fm=FmSpec(epochs=4))
+    model = train_ctr(shop, tmp_path, spec)
+    assert model.config["trainer"] == "torch"
+    assert model.metrics["auc"] > 0.6
+    pipe = load_pipeline(ModelKind.RANK, model.config, model.files)
+    assert [s.name for s in pipe.signature.inputs] == ["dense", "cat"]

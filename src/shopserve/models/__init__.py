@@ -15,6 +15,7 @@ from shopserve.models.recommend import (
     train_recommender_table,
 )
 from shopserve.models.recommend_pipeline import RecommendPipeline
+from shopserve.models.register import train, train_and_register
 
 __all__ = [
     "CategoricalFeature",
@@ -31,6 +32,8 @@ __all__ = [
     "evaluate",
     "featurize",
     "load_pipeline",
+    "train",
+    "train_and_register",
     "train_ctr",
     "train_ctr_table",
     "train_recommender",

@@ -1,0 +1,112 @@
+"""A DeepFM-like CTR model in torch (shared embeddings → FM + MLP), exported to ONNX.
+
+Needs the ``[train]`` extra; torch is imported only here, and only when this trainer runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from shopserve.errors import DependencyError, require
+from shopserve.models.features import FeatureSpec
+from shopserve.models.fm_onnx import OPSET
+
+if TYPE_CHECKING:
+    from shopserve.models.ctr import CtrTrainSpec
+
+Split = tuple[dict[str, np.ndarray], np.ndarray]
+
+
+def _build(torch: Any, n_dense: int, n_cat: int, n_buckets: int, k: int,
+           hidden: tuple[int, ...]) -> Any:
+    nn = torch.nn
+
+    class DeepFM(nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(n_buckets, k)
+            self.lin_cat = nn.Embedding(n_buckets, 1)
+            self.dense_emb = nn.Parameter(torch.randn(n_dense, k) * 0.01)
+            self.lin_dense = nn.Linear(n_dense, 1)
+            layers: list[Any] = []
+            width = (n_cat + n_dense) * k
+            for h in hidden:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            layers.append(nn.Linear(width, 1))
+            self.mlp = nn.Sequential(*layers)
+            nn.init.normal_(self.emb.weight, std=0.01)
+            nn.init.zeros_(self.lin_cat.weight)
+
+        def forward(self, dense: Any, cat: Any) -> Any:
+            e = torch.cat([self.emb(cat), dense.unsqueeze(2) * self.dense_emb], dim=1)
+            s = e.sum(dim=1)
+            pair = 0.5 * ((s * s).sum(dim=1) - (e * e).sum(dim=(1, 2)))
+            linear = self.lin_dense(dense).squeeze(1) + self.lin_cat(cat).sum(dim=(1, 2))
+            deep = self.mlp(e.flatten(1)).squeeze(1)
+            return torch.sigmoid(linear + pair + deep)
+
+    return DeepFM()
+
+
+def _val_loss(torch: Any, model: Any, valid: Split) -> float:
+    model.eval()
+    with torch.no_grad():
+        p = model(torch.from_numpy(valid[0]["dense"]), torch.from_numpy(valid[0]["cat"]))
+        y = torch.from_numpy(valid[1].astype(np.float32))
+        loss = float(torch.nn.functional.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), y))
+    model.train()
+    return loss
+
+
+def train_deepfm(spec: CtrTrainSpec, features: FeatureSpec, train: Split,
+                 valid: Split) -> onnx.ModelProto:
+    """Train with Adam, keep the epoch with the best validation loss, export with dynamic batch."""
+    require("torch", "train")
+    try:
+        torch: Any = importlib.import_module("torch")  # untyped here: torch stays optional
+    except ImportError as exc:  # present but broken install
+        raise DependencyError(f"torch cannot be imported: {exc}") from exc
+    torch.manual_seed(spec.seed)
+    model = _build(torch, len(features.numeric), len(features.categorical),
+                   features.total_buckets, max(spec.fm.factors, 1), spec.hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=spec.fm.lr, weight_decay=spec.fm.l2)
+    dense, cat = torch.from_numpy(train[0]["dense"]), torch.from_numpy(train[0]["cat"])
+    y = torch.from_numpy(train[1].astype(np.float32))
+    gen = torch.Generator().manual_seed(spec.seed)
+    best_state, best = {k: v.clone() for k, v in model.state_dict().items()}, float("inf")
+    for _ in range(spec.fm.epochs):
+        order = torch.randperm(len(y), generator=gen)
+        for start in range(0, len(y), spec.fm.batch_size):
+            idx = order[start : start + spec.fm.batch_size]
+            loss = torch.nn.functional.binary_cross_entropy(model(dense[idx], cat[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        val = _val_loss(torch, model, valid)
+        if val < best:
+            best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    return export_onnx(torch, model.eval(), len(features.numeric), len(features.categorical))
+
+
+def export_onnx(torch: Any, model: Any, n_dense: int, n_cat: int) -> onnx.ModelProto:
+    """The model as ONNX with inputs ``dense``/``cat`` and output ``score``, batch axis dynamic."""
+    buf = io.BytesIO()
+    example = (torch.zeros(2, n_dense), torch.zeros(2, n_cat, dtype=torch.int64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter warns about its own deprecation
+        torch.onnx.export(
+            model, example, buf, input_names=["dense", "cat"], output_names=["score"],
+            dynamic_axes={"dense": {0: "batch"}, "cat": {0: "batch"}, "score": {0: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )
+    graph = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(graph)
+    return graph
