@@ -1,0 +1,132 @@
+"""The product-search pipeline: encode → ANN ∪ BM25 candidates → features → re-ranker → top k.
+
+Built from a version's verified artifacts; runs on ONNX Runtime, numpy and hnswlib only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from shopserve.errors import InputError, IntegrityError, NotFoundError, SpecError
+from shopserve.models.base import Hit
+from shopserve.models.search.ann import VectorIndex
+from shopserve.models.search.bm25 import BM25Index, top_n
+from shopserve.models.search.encoder import TextEncoder
+from shopserve.models.search.features import TitleFeatures
+from shopserve.models.search.reranker import RERANK_INPUT, RERANK_OUTPUT
+from shopserve.models.search.settings import SearchSettings
+from shopserve.models.search.tokenizer import QueryTokenizer
+from shopserve.runtime.onnx import OnnxModel, SessionSettings
+from shopserve.types import ModelKind, ModelSignature
+
+ARTIFACTS = ("tokenizer.json", "catalog.parquet", "embeddings.npy", "index.hnsw", "reranker.onnx")
+
+
+class SearchPipeline:
+    """Query text to ranked products; ``run_tensors`` runs the encoder graph alone."""
+
+    kind = ModelKind.SEARCH
+
+    def __init__(
+        self, config: Mapping[str, Any], files: Mapping[str, Path],
+        settings: SessionSettings | None = None,
+    ) -> None:
+        graph = str(config.get("graph", "encoder.onnx"))
+        missing = [name for name in (graph, *ARTIFACTS) if name not in files]
+        if missing:
+            raise NotFoundError(f"search model is missing artifact(s) {missing}")
+        try:
+            self.settings = SearchSettings.model_validate(config.get("search", {}))
+        except ValueError as exc:
+            raise SpecError(f"search model config['search'] is invalid: {exc}") from exc
+        tokenizer = QueryTokenizer(files["tokenizer.json"], self.settings.query_tokens)
+        self.encoder = TextEncoder(files[graph], tokenizer, settings)
+        catalog = pq.read_table(files["catalog.parquet"], columns=["product_id", "title"])
+        self.product_ids = [str(p) for p in catalog.column("product_id").to_pylist()]
+        self.titles = [t or "" for t in catalog.column("title").to_pylist()]
+        self.vectors = np.load(files["embeddings.npy"], allow_pickle=False)
+        if self.vectors.shape != (len(self.product_ids), self.encoder.dim):
+            raise IntegrityError(
+                f"embeddings.npy has shape {self.vectors.shape}, expected "
+                f"({len(self.product_ids)}, {self.encoder.dim}) for the catalog and encoder"
+            )
+        self.index = VectorIndex.load(files["index.hnsw"], self.vectors)
+        self.bm25 = BM25Index(self.titles, self.settings.bm25_k1, self.settings.bm25_b)
+        self.title_features = TitleFeatures(self.titles, self.bm25)
+        self.reranker = OnnxModel(files["reranker.onnx"], settings)
+
+    @property
+    def signature(self) -> ModelSignature:
+        return self.encoder.model.signature
+
+    def run_tensors(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.encoder.model.run(inputs)
+
+    def check_queries(self, queries: list[str], k: int) -> None:
+        """``InputError`` for an empty batch, empty or oversized query, or a bad ``k``."""
+        if not queries:
+            raise InputError("queries: expected at least one query, got an empty list")
+        if len(queries) > self.settings.max_batch:
+            raise InputError(f"queries: at most {self.settings.max_batch} per call, "
+                             f"got {len(queries)}")
+        if not 1 <= k <= self.settings.candidates:
+            raise InputError(f"k must be between 1 and {self.settings.candidates}, got {k}")
+        for i, query in enumerate(queries):
+            if not isinstance(query, str) or not query.strip():
+                raise InputError(f"queries[{i}]: expected non-empty text, got {query!r}")
+            if len(query) > self.settings.max_query_chars:
+                raise InputError(f"queries[{i}]: {len(query)} characters, the limit is "
+                                 f"{self.settings.max_query_chars}")
+
+    def encode(self, queries: list[str]) -> np.ndarray:
+        return self.encoder.encode(queries)
+
+    def search(self, queries: list[str], k: int) -> list[list[Hit]]:
+        """The ``k`` best products for each query, best first."""
+        self.check_queries(queries, k)
+        ranked = self.rank(queries, k)
+        return [[self._hit(doc, score) for doc, score in zip(*row, strict=True)] for row in ranked]
+
+    def candidates(self, queries: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: catalog indices from ANN ∪ BM25, and their re-ranker feature rows."""
+        embedded = self.encode(queries)
+        n = self.settings.candidates
+        ann_ids, _ = self.index.query(embedded, n, self.settings.ef_search)
+        out = []
+        for query, vector, dense in zip(queries, embedded, ann_ids, strict=True):
+            bm25_all = self.bm25.scores(query)
+            lexical, _ = top_n(bm25_all, n, positive_only=True)
+            cands = np.unique(np.concatenate([dense[dense >= 0], lexical]))
+            cosine = self.vectors[cands] @ vector
+            out.append((cands, self.title_features.pairs(query, cands, bm25_all[cands], cosine)))
+        return out
+
+    def rank(self, queries: list[str], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Catalog indices and re-ranker scores of the top ``k`` per query."""
+        found = self.candidates(queries)
+        feed = {RERANK_INPUT: np.concatenate([features for _, features in found])}
+        flat = self.reranker.run(feed)[RERANK_OUTPUT]
+        out, start = [], 0
+        for cands, _ in found:
+            own = flat[start : start + len(cands)]
+            start += len(cands)
+            order, values = top_n(own, min(k, len(cands)))
+            out.append((cands[order], values))
+        return out
+
+    def bm25_only(self, queries: list[str], k: int) -> list[np.ndarray]:
+        return [top_n(self.bm25.scores(q), k, positive_only=True)[0] for q in queries]
+
+    def dense_only(self, queries: list[str], k: int) -> list[np.ndarray]:
+        """Exact cosine top ``k`` (no ANN), the encoder's own quality."""
+        sims = self.encode(queries) @ self.vectors.T
+        return [top_n(row, min(k, row.size))[0] for row in sims]
+
+    def _hit(self, doc: np.integer[Any], score: np.floating[Any]) -> Hit:
+        return Hit(product_id=self.product_ids[doc], score=float(score), title=self.titles[doc])
+
