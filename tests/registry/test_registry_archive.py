@@ -73,7 +73,7 @@ def _member(name: str, data: bytes | None = b"", kind: bytes = tarfile.REGTYPE) 
 def _build(path: Path, members: list[Member]) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if info.size else None)
+            tar.addfile(info, io.BytesIO(data or b"") if info.size else None)
     return path
 
 
