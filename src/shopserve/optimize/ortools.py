@@ -83,12 +83,11 @@ def quantize(source: Path, target: Path, spec: QuantSpec) -> Path:
 def _run_quantizer(q: Any, source: Path, target: Path, spec: QuantSpec,
                    common: dict[str, Any]) -> None:
     # Shape inference first: graphs saved by ORT's optimizer lack the types the quantizer needs.
+    # ONNX's own inference only: ORT's symbolic one leaves temp files in the working directory
+    # when it gives up on a graph.
     prepared = target.with_suffix(".prep.onnx")
-    try:
-        q.quant_pre_process(str(source), str(prepared), skip_optimization=True)
-    except Exception:  # symbolic inference gives up on some contrib ops; ONNX's own suffices
-        q.quant_pre_process(str(source), str(prepared), skip_optimization=True,
-                            skip_symbolic_shape=True)
+    q.quant_pre_process(str(source), str(prepared), skip_optimization=True,
+                        skip_symbolic_shape=True)
     try:
         if not spec.static:
             q.quantize_dynamic(prepared, target, **common)

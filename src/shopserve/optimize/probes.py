@@ -97,6 +97,8 @@ class PipelineProbe:
         column = {ModelKind.SEARCH: "query", ModelKind.RECOMMEND: "customer_id"}.get(self.kind)
         if column is None:
             return None
+        if column not in pq.read_schema(self.eval_path).names:
+            return None
         table = pq.read_table(self.eval_path, columns=[column])
         keys = list(dict.fromkeys(table.column(column).to_pylist()))[:MAX_LISTS]
         if self.kind is ModelKind.SEARCH:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,7 +23,7 @@ from shopserve.optimize.probes import PipelineProbe, QualityProbe
 from shopserve.optimize.recipes import RecipeContext, Variant, parse_variants
 from shopserve.optimize.report import OptimizeReport, VariantReport, VariantStatus
 from shopserve.optimize.speed import SpeedSettings, measure_speed
-from shopserve.registry import LoadedVersion, ModelVersion
+from shopserve.registry import LoadedVersion, Registry
 from shopserve.runtime.onnx import Device, OnnxModel, SessionSettings
 from shopserve.types import Optimization, VersionStatus
 
@@ -39,15 +38,6 @@ class OptimizeSettings(BaseModel):
     report_dir: Path | None = None
     promote: str | None = None  # alias moved to the fastest accepted child
     speed: SpeedSettings = SpeedSettings()
-
-
-class RegistryLike(Protocol):
-    def load(self, ref: str) -> LoadedVersion: ...
-
-    def register(self, name: str, files: dict[str, Path], kind: object,
-                 **kwargs: object) -> ModelVersion: ...
-
-    def promote(self, ref: str, alias: str) -> ModelVersion: ...
 
 
 @dataclass
@@ -76,7 +66,7 @@ def _build(variant: Variant, source: Path, ctx: RecipeContext) -> Path:
 class OptimizeRun:
     """One optimize run over one parent version (see ``optimize``)."""
 
-    def __init__(self, registry: RegistryLike, loaded: LoadedVersion, budget: QualityBudget,
+    def __init__(self, registry: Registry, loaded: LoadedVersion, budget: QualityBudget,
                  settings: OptimizeSettings, probe: QualityProbe, inputs: Sequence[Batch]) -> None:
         self.registry, self.loaded, self.budget = registry, loaded, budget
         self.settings, self.probe, self.inputs = settings, probe, inputs
@@ -139,7 +129,7 @@ class OptimizeRun:
         return f"{alias} → {best.ref}"
 
 
-def optimize(registry: RegistryLike, ref: str, recipes: Sequence[str | Variant],
+def optimize(registry: Registry, ref: str, recipes: Sequence[str | Variant],
              budget: QualityBudget | None = None, settings: OptimizeSettings | None = None,
              probe: QualityProbe | None = None) -> OptimizeReport:
     """Make, gate and register one child of ``ref`` per recipe (``a+b`` chains recipes)."""
