@@ -90,7 +90,9 @@ def _state(home: Path) -> list[str]:
     return sorted(str(p.relative_to(home)) for p in home.rglob("*") if "registry.db" not in p.name)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(data=archives())
 def test_any_archive_is_imported_whole_or_refused_with_nothing_written(data: bytes) -> None:
     root = Path(tempfile.mkdtemp(prefix="shopserve-fuzz-"))
