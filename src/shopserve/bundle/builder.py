@@ -53,6 +53,7 @@ class BuildSpec(BaseModel):
     cache_dir: Path = Path("~/.cache/shopserve/wheels")
     find_links: tuple[Path, ...] = ()
     refresh: bool = False
+    no_index: bool = False  # wheels only from the cache and find_links
     shopserve_wheel: Path | None = None  # default: built from the source tree
 
 
@@ -89,7 +90,7 @@ def build_bundle(spec: BuildSpec) -> BuildReport:
         t = time.perf_counter()
         wspec = WheelSpec(platform=spec.platform, python=spec.python,
                           cache_dir=spec.cache_dir.expanduser(), find_links=spec.find_links,
-                          refresh=spec.refresh)
+                          refresh=spec.refresh, no_index=spec.no_index)
         for dep in download_dependencies(wheel, wspec, Path(tmp) / "deps"):
             shutil.move(dep, stage / "wheels" / dep.name)
         steps["fetch dependencies"] = time.perf_counter() - t

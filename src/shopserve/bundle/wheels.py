@@ -35,6 +35,7 @@ class WheelSpec(BaseModel):
     cache_dir: Path
     find_links: tuple[Path, ...] = ()
     refresh: bool = False  # skip the offline attempt from the cache
+    no_index: bool = False  # only the cache and find_links, never an index
 
 
 def source_tree() -> Path:
@@ -74,13 +75,16 @@ def build_shopserve_wheel(source: Path, out_dir: Path) -> Path:
 def download_dependencies(shopserve_wheel: Path, spec: WheelSpec, dest: Path) -> list[Path]:
     """Fetch every runtime dependency of ``shopserve_wheel`` for the target into ``dest``."""
     spec.cache_dir.mkdir(parents=True, exist_ok=True)
-    if not spec.refresh:
+    proc = None
+    if not spec.refresh or spec.no_index:
         proc = _pip_download(shopserve_wheel, spec, dest, offline=True)
         if proc.returncode == 0:
             return _fetched(dest, shopserve_wheel)
+    if not spec.no_index:
         for stale in dest.glob("*"):
             stale.unlink()
-    proc = _pip_download(shopserve_wheel, spec, dest, offline=False)
+        proc = _pip_download(shopserve_wheel, spec, dest, offline=False)
+    assert proc is not None
     if proc.returncode != 0:
         output = proc.stdout + proc.stderr
         if match := _MISSING.search(output):

@@ -40,6 +40,9 @@ def build(
         list[Path] | None, typer.Option("--find-links", help="Extra folder of wheels.")
     ] = None,
     refresh: Annotated[bool, typer.Option(help="Ask the index even if the cache has all.")] = False,
+    no_index: Annotated[
+        bool, typer.Option(help="Take wheels only from the cache and --find-links folders.")
+    ] = False,
     shopserve_wheel: Annotated[
         Path | None, typer.Option(help="A built shopserve wheel (default: build one).")
     ] = None,
@@ -48,7 +51,7 @@ def build(
     report = build_bundle(
         BuildSpec(models=tuple(model), output=output, platform=platform, python=python,
                   deployment=deployment, sign_key=sign, home=home, cache_dir=cache_dir,
-                  find_links=tuple(find_links or ()), refresh=refresh,
+                  find_links=tuple(find_links or ()), refresh=refresh, no_index=no_index,
                   shopserve_wheel=shopserve_wheel)
     )
     typer.echo(f"built {report.output}: {report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s"
