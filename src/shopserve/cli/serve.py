@@ -1,7 +1,62 @@
-"""`shopserve serve`: the command-line face of shopserve.serve."""
+"""`shopserve serve`: the command-line face of shopserve.serve.
+
+``shopserve serve deploy.yaml`` or, for one model, ``shopserve serve --model ctr@production``.
+Values come from the file, then ``SHOPSERVE_*`` variables, then flags.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from shopserve.errors import UsageError
+
+app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
+
+
+@app.callback(invoke_without_command=True)
+def serve(
+    deployment: Annotated[Path | None, typer.Argument(help="Deployment YAML file.")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="Registry ref to serve (repeatable), instead of a file.")] = None,
+    replicas: Annotated[int | None, typer.Option(envvar="SHOPSERVE_REPLICAS")] = None,
+    host: Annotated[str | None, typer.Option(envvar="SHOPSERVE_HOST")] = None,
+    port: Annotated[int | None, typer.Option(envvar="SHOPSERVE_PORT",
+                                             help="0 picks a free port.")] = None,
+    admin_token: Annotated[str | None, typer.Option(envvar="SHOPSERVE_ADMIN_TOKEN")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="With --model.")] = None,
+    home: Annotated[Path | None, typer.Option(envvar="SHOPSERVE_HOME",
+                                              help="Registry home.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto")] = None,
+) -> None:
+    """Serve models online: start every replica, print when ready, drain on Ctrl-C/SIGTERM."""
+    from shopserve.serve.launch import serve_deployment
+    from shopserve.serve.spec import load_deployment, parse_deployment
+
+    if deployment is None and not model:
+        raise UsageError("give a deployment file or at least one --model ref")
+    if deployment is not None and model:
+        raise UsageError("give either a deployment file or --model, not both")
+    data: dict[str, Any]
+    if deployment is not None:
+        data = load_deployment(deployment).model_dump(exclude_unset=True)
+    else:
+        batching = {"max_batch_size": max_batch_size} if max_batch_size else {}
+        data = {"models": [{"ref": ref, "batching": batching} for ref in model or []]}
+    server = {k: v for k, v in {"host": host, "port": port, "admin_token": admin_token,
+                                "device": device}.items() if v is not None}
+    data["server"] = {**data.get("server", {}), **server}
+    if replicas is not None:
+        data["replicas"] = replicas
+    if home is not None:
+        data["home"] = home
+    spec = parse_deployment(data, source=str(deployment or "flags"))
+
+    def ready(url: str) -> None:
+        names = ", ".join(m.endpoint for m in spec.models)
+        typer.echo(f"shopserve ready at {url} ({spec.replicas} replicas; models: {names})")
+
+    serve_deployment(spec, ready)
+    typer.echo("shopserve stopped")

@@ -1,0 +1,123 @@
+"""Dynamic batching: requests for one model wait briefly to be run together in one call.
+
+Bounded: when the rows waiting pass the queue limit a request is refused at once (429), and a
+request whose deadline passes while it waits is failed without running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from shopserve.errors import DeadlineExceededError, InputError, OverloadedError
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+@dataclass
+class _Item(Generic[P, R]):
+    payload: P
+    size: int
+    deadline: float
+    future: asyncio.Future[R] = field(repr=False)
+
+
+class Batcher(Generic[P, R]):
+    """Runs ``run_batch(payloads) -> results`` (same length, same order) on one worker thread."""
+
+    def __init__(self, run_batch: Callable[[list[P]], list[R]], max_batch_size: int,
+                 max_delay_s: float, queue_limit: int,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.queue_limit = queue_limit
+        self.on_batch = on_batch
+        self.waiting = 0  # rows queued, not yet running
+        self._queue: asyncio.Queue[_Item[P, R]] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopserve-batch")
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, payload: P, size: int, deadline: float) -> R:
+        """The result for ``payload`` (``size`` rows); never waits past ``deadline``."""
+        if self.waiting + size > self.queue_limit:
+            raise OverloadedError(
+                f"queue full ({self.waiting} rows waiting, limit {self.queue_limit})",
+                retry_after_s=max(self.max_delay_s * 4, 0.05))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self.waiting += size
+        self._queue.put_nowait(_Item(payload, size, deadline, future))
+        remaining = deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout=max(remaining, 0.0))
+        except TimeoutError as exc:
+            raise DeadlineExceededError("the request's deadline passed before the model answered",
+                                        retry_after_s=0.1) from exc
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            rows = batch[0].size
+            until = time.monotonic() + self.max_delay_s
+            while rows < self.max_batch_size:
+                try:
+                    item = self._queue.get_nowait() if self.max_delay_s == 0 else await \
+                        asyncio.wait_for(self._queue.get(), max(until - time.monotonic(), 0))
+                except (asyncio.QueueEmpty, TimeoutError):
+                    break
+                batch.append(item)
+                rows += item.size
+            self.waiting -= rows
+            now = time.monotonic()
+            live = []
+            for item in batch:
+                if item.deadline <= now or item.future.done():
+                    if not item.future.done():
+                        item.future.set_exception(DeadlineExceededError("deadline passed in queue"))
+                else:
+                    live.append(item)
+            if live:
+                await loop.run_in_executor(self._executor, self._run, live, loop)
+
+    def _run(self, items: list[_Item[P, R]], loop: asyncio.AbstractEventLoop) -> None:
+        """Runs on the worker thread; one bad request is retried alone so others still pass."""
+        if self.on_batch is not None:
+            self.on_batch(sum(i.size for i in items))
+        try:
+            results = self.run_batch([i.payload for i in items])
+        except InputError as exc:
+            if len(items) == 1:
+                loop.call_soon_threadsafe(_fail, items[0].future, exc)
+                return
+            for item in items:
+                self._run([item], loop)
+            return
+        except Exception as exc:  # the model failed: every caller in the batch gets the error
+            for item in items:
+                loop.call_soon_threadsafe(_fail, item.future, exc)
+            return
+        for item, result in zip(items, results, strict=True):
+            loop.call_soon_threadsafe(_succeed, item.future, result)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _succeed(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

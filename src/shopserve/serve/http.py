@@ -1,0 +1,182 @@
+"""The HTTP adapter: Starlette routes over ``DataPlane``; the only place errors become responses.
+
+Plain Starlette with orjson (no request models): parsing is done by hand so that a one-row
+ranking request costs as little as the HTTP layer itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shopserve.errors import InputError, PayloadTooLargeError, ShopserveError, UnavailableError
+from shopserve.serve import metrics
+from shopserve.serve.dataplane import DataPlane
+
+log = logging.getLogger("shopserve.serve")
+MAX_ROWS = 1000
+MAX_QUERY_CHARS = 1000
+MAX_K = 1000
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def error_response(exc: ShopserveError) -> Response:
+    headers = {}
+    if isinstance(exc, UnavailableError) and exc.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return json_response({"error": exc.message, "type": type(exc).__name__}, exc.http_status,
+                         headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over ``limit`` bytes before reading all of it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    body = await read_body(request, limit)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def guarded(route: str, handler: Handler) -> Handler:
+    """Errors to responses, and latency by route; a bug is a 500 that never kills the replica."""
+    async def run(request: Request) -> Response:
+        start = time.perf_counter()
+        model = request.path_params.get("name", "")
+        try:
+            response = await handler(request)
+        except ShopserveError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unexpected error on %s", request.url.path)
+            response = json_response({"error": "internal error; see the replica log",
+                                      "type": "InternalError"}, 500)
+        metrics.LATENCY.labels(model or route, route).observe(time.perf_counter() - start)
+        return response
+    return run
+
+
+class DomainRoutes:
+    """``/v1/rank``, ``/v1/search``, ``/v1/recommend``."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.limit = plane.spec.server.max_body_bytes
+
+    def _model(self, data: dict[str, Any], op: str) -> str:
+        name = data.get("model")
+        if name is None:
+            names = [n for n, e in self.plane.endpoints.items() if e.kind.value == op]
+            if len(names) != 1:
+                raise InputError(f"'model' is required: serving {sorted(self.plane.endpoints)}")
+            return names[0]
+        if not isinstance(name, str):
+            raise InputError("'model' must be a string")
+        return name
+
+    async def rank(self, request: Request) -> Response:
+        data = await read_json(request, self.limit)
+        rows = data.get("candidates")
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+            raise InputError("'candidates' must be a non-empty list of objects (feature rows)")
+        if len(rows) > MAX_ROWS:
+            raise InputError(f"'candidates' has {len(rows)} rows; at most {MAX_ROWS} per request")
+        answer = await self.plane.answer(self._model(data, "rank"), "rank", rows, len(rows),
+                                         _timeout(data))
+        return json_response({**answer.envelope(), "scores": answer.result})
+
+    async def search(self, request: Request) -> Response:
+        data = await read_json(request, self.limit)
+        query = data.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("'query' must be a non-empty string")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InputError(f"'query' has {len(query)} characters; at most {MAX_QUERY_CHARS}")
+        k = _k(data)
+        exclude = _exclude(data, "filters")
+        answer = await self.plane.answer(self._model(data, "search"), "search",
+                                         (query, k + len(exclude)), 1, _timeout(data))
+        hits = [h for h in answer.result if h["product_id"] not in exclude][:k]
+        return json_response({**answer.envelope(), "query": query, "hits": hits})
+
+    async def recommend(self, request: Request) -> Response:
+        data = await read_json(request, self.limit)
+        customer = data.get("customer")
+        if customer is not None and not isinstance(customer, str):
+            raise InputError("'customer' must be a string id or null")
+        k = _k(data)
+        exclude = _exclude(data, "context")
+        answer = await self.plane.answer(self._model(data, "recommend"), "recommend",
+                                         (customer, k + len(exclude)), 1, _timeout(data))
+        items = [h for h in answer.result if h["product_id"] not in exclude][:k]
+        return json_response({**answer.envelope(), "customer": customer, "items": items})
+
+    def routes(self) -> list[Route]:
+        return [Route(f"/v1/{op}", guarded(op, getattr(self, op)), methods=["POST"])
+                for op in ("rank", "search", "recommend")]
+
+
+def _k(data: dict[str, Any]) -> int:
+    k = data.get("k", 10)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InputError(f"'k' must be a whole number from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+def _timeout(data: dict[str, Any]) -> float | None:
+    t = data.get("timeout_ms")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)):
+        raise InputError(f"'timeout_ms' must be a number, got {t!r}")
+    return None if t is None else float(t)
+
+
+def _exclude(data: dict[str, Any], field: str) -> set[str]:
+    extra = data.get(field) or {}
+    if not isinstance(extra, dict) or set(extra) - {"exclude"}:
+        raise InputError(f"'{field}' may only hold 'exclude' (a list of product ids)")
+    ids = extra.get("exclude", [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > MAX_K:
+        raise InputError(f"'{field}.exclude' must be a list of at most {MAX_K} product ids")
+    return set(ids)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    what = "method not allowed" if status == 405 else "no such route"
+    return json_response({"error": f"{what}: {request.method} {request.url.path}",
+                          "type": "NotFoundError"}, status)
+
+
+def build_app(plane: DataPlane, extra_routes: list[Route]) -> Starlette:
+    routes = DomainRoutes(plane).routes() + extra_routes
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})

@@ -1,0 +1,78 @@
+"""Run a whole deployment in the foreground: supervisor, replicas, control API, signals.
+
+Prometheus' multiprocess directory must be set before prometheus-client is first imported,
+so the supervisor modules are imported only inside ``serve_deployment``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+from shopserve.serve.spec import DeploymentSpec
+
+
+def serve_deployment(spec: DeploymentSpec, on_ready: Callable[[str], None],
+                     run_dir: Path | None = None) -> None:
+    """Start everything, call ``on_ready(url)``, serve until SIGINT/SIGTERM, then drain and stop."""
+    own_dir = run_dir is None
+    base = Path(tempfile.mkdtemp(prefix="shopserve-")) if run_dir is None else run_dir
+    metrics_dir = base / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        import uvloop
+
+        uvloop.run(_main(spec, base, on_ready))
+    finally:
+        if own_dir:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+async def _main(spec: DeploymentSpec, base: Path, on_ready: Callable[[str], None]) -> None:
+    import uvicorn
+
+    from shopserve.serve.control import ControlApi, guard_canaries
+    from shopserve.serve.supervisor import Supervisor
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    control_sock = socket.socket()
+    control_sock.bind(("127.0.0.1", 0))
+    control_url = f"http://127.0.0.1:{control_sock.getsockname()[1]}"
+    sup = Supervisor(spec, base, control_url)
+    api = ControlApi(sup)
+
+    class _ControlServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield  # the supervisor handles SIGINT/SIGTERM itself
+
+    control = _ControlServer(uvicorn.Config(api.app(), log_level="warning", access_log=False,
+                                            lifespan="off"))
+    control_task = loop.create_task(control.serve(sockets=[control_sock]))
+    start = loop.create_task(sup.start())
+    stopped = loop.create_task(stop.wait())
+    await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if start.done():
+        start.result()  # raises when a replica could not start
+        on_ready(f"http://{spec.server.host}:{sup.port}")
+        tasks = [loop.create_task(sup.watch()), loop.create_task(guard_canaries(api))]
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+    else:
+        start.cancel()
+    await sup.stop()
+    control.should_exit = True
+    await control_task

@@ -1,0 +1,59 @@
+"""Prometheus metrics, shared by all replica processes (prometheus-client multiprocess mode).
+
+``PROMETHEUS_MULTIPROC_DIR`` is set by the supervisor before any replica imports this module, so
+``/metrics`` on any replica reports the sum over all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+REQUESTS = Counter("shopserve_requests", "Requests answered, by outcome",
+                   ["model", "version", "route", "outcome"])
+LATENCY = Histogram("shopserve_request_seconds", "Time to answer, by model and route",
+                    ["model", "route"], buckets=LATENCY_BUCKETS)
+BATCH_SIZE = Histogram("shopserve_batch_size", "Rows per model call", ["model", "version"],
+                       buckets=BATCH_BUCKETS)
+CACHE = Counter("shopserve_cache", "Cache lookups by layer and result", ["layer", "result"])
+FALLBACKS = Counter("shopserve_fallbacks", "Degraded answers by model and source",
+                    ["model", "source"])
+REJECTED = Counter("shopserve_rejected", "Requests refused before running", ["model", "reason"])
+SCORES = Counter("shopserve_score_sum", "Sum of answered scores (for the canary guard)",
+                 ["model", "version"])
+SCORED = Counter("shopserve_scored", "Number of answered scores", ["model", "version"])
+VERSION_SECONDS = Counter("shopserve_version_seconds", "Total model time per version",
+                          ["model", "version"])
+VERSION_ERRORS = Counter("shopserve_version_errors", "Model errors per version",
+                         ["model", "version"])
+VERSION_CALLS = Counter("shopserve_version_calls", "Model calls per version", ["model", "version"])
+SHADOW = Counter("shopserve_shadow", "Shadow comparisons", ["model", "result"])
+RESTARTS = Counter("shopserve_replica_restarts", "Replicas restarted by the supervisor",
+                   ["reason"])
+
+
+def render() -> bytes:
+    """The metrics of every process of this deployment, in Prometheus text format."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        from prometheus_client import REGISTRY
+
+        return bytes(generate_latest(REGISTRY))
+    return bytes(generate_latest(registry))
+
+
+def mark_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

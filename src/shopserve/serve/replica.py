@@ -1,0 +1,92 @@
+"""One replica process: load and warm every model, then serve on the sockets it was handed.
+
+Started by the supervisor with two inherited sockets: its slot's shared port and a private
+loopback port for health checks. It drains and exits on SIGTERM, and exits if orphaned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from shopserve.serve.dataplane import DataPlane
+from shopserve.serve.http import build_app
+from shopserve.serve.routes import ProtocolRoutes
+from shopserve.serve.spec import DeploymentSpec
+from shopserve.serve.state import ControlState
+
+log = logging.getLogger("shopserve.serve.replica")
+
+
+def make_app(plane: DataPlane, state_path: Path | None) -> Starlette:
+    app = build_app(plane, ProtocolRoutes(plane).routes())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(_watch(plane, state_path))
+        yield
+        task.cancel()
+        await plane.close()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+async def _watch(plane: DataPlane, state_path: Path | None) -> None:
+    """Apply canary weights the supervisor writes, and leave if the supervisor is gone."""
+    parent = os.getppid()
+    seen = 0.0
+    while True:
+        await asyncio.sleep(0.25)
+        if os.getppid() != parent:
+            log.error("supervisor %d is gone; replica %d exits", parent, os.getpid())
+            os._exit(1)
+        if state_path is None:
+            continue
+        try:
+            mtime = state_path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if mtime != seen:
+            seen = mtime
+            ControlState.read(state_path).apply_weights(plane)
+
+
+def serve(spec: DeploymentSpec, sockets: list[socket.socket], state_path: Path | None) -> None:
+    state = ControlState.read(state_path) if state_path else ControlState()
+    plane = DataPlane.load(spec, state.refs)
+    state.apply_weights(plane)
+    plane.warm_up()
+    config = uvicorn.Config(
+        make_app(plane, state_path), loop="uvloop", http="httptools", access_log=False,
+        log_level="warning", timeout_graceful_shutdown=int(spec.health.drain_timeout_s),
+        timeout_keep_alive=5, backlog=2048)
+    asyncio.run(uvicorn.Server(config).serve(sockets=sockets))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shopserve-replica")
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--state", type=Path)
+    parser.add_argument("--fd", type=int, action="append", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s replica %(process)d "
+                        "%(levelname)s %(message)s", stream=sys.stderr)
+    spec = DeploymentSpec.model_validate_json(args.spec.read_text(encoding="utf-8"))
+    # socket(fileno=) keeps the TCP family, so uvloop sets TCP_NODELAY on each connection.
+    serve(spec, [socket.socket(fileno=fd) for fd in args.fd], args.state)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The supervisor: one SO_REUSEPORT socket per replica slot; starts, checks, replaces replicas.
+
+No request passes through it. A crashed or hung replica is killed and its slot socket closed
+(queued connections fail fast, the kernel stops routing to it); planned replacements overlap the
+new replica with the old one on the same socket, so no connection is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from shopserve.errors import UnavailableError
+from shopserve.serve import metrics
+from shopserve.serve.spec import DeploymentSpec
+from shopserve.serve.state import ControlState
+
+log = logging.getLogger("shopserve.serve")
+
+
+class ReplicaState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+
+
+@dataclass
+class Replica:
+    slot: int
+    zone: str
+    process: subprocess.Popen[bytes]
+    port: int  # private loopback port for health checks
+    state: ReplicaState = ReplicaState.STARTING
+    failures: int = 0
+    started: float = 0.0
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    """Starts ``spec.replicas`` processes, keeps them healthy, and replaces them on demand."""
+
+    def __init__(self, spec: DeploymentSpec, run_dir: Path, control_url: str = "") -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.state_path = run_dir / "state.json"
+        self.spec_path = run_dir / "deployment.json"
+        self.control_url = control_url
+        self.slots: list[socket.socket] = []
+        self.replicas: dict[int, Replica] = {}
+        self.port = spec.server.port
+        self.http = httpx.AsyncClient(timeout=spec.health.timeout_s)
+        self.stopping = False
+
+    def open_sockets(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.spec_path.write_text(self.spec.model_dump_json(), encoding="utf-8")
+        if not self.state_path.exists():
+            ControlState().write(self.state_path)
+        for _ in range(self.spec.replicas):
+            sock = listen_socket(self.spec.server.host, self.port)
+            self.port = sock.getsockname()[1]
+            self.slots.append(sock)
+
+    def spawn(self, slot: int) -> Replica:
+        private = listen_socket("127.0.0.1", 0)
+        env = dict(os.environ)
+        env["SHOPSERVE_CONTROL_URL"] = self.control_url
+        fds = (self.slots[slot].fileno(), private.fileno())
+        cmd = [sys.executable, "-m", "shopserve.serve.replica", "--spec", str(self.spec_path),
+               "--state", str(self.state_path), *[a for fd in fds for a in ("--fd", str(fd))]]
+        proc = subprocess.Popen(cmd, pass_fds=fds, env=env, start_new_session=True)
+        port = private.getsockname()[1]
+        private.close()
+        zone = self.spec.zones[slot % len(self.spec.zones)]
+        return Replica(slot, zone, proc, port, started=time.monotonic())
+
+    async def wait_ready(self, replica: Replica) -> None:
+        deadline = time.monotonic() + self.spec.health.startup_timeout_s
+        url = f"http://127.0.0.1:{replica.port}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if replica.process.poll() is not None:
+                raise UnavailableError(f"replica in slot {replica.slot} exited with code "
+                                       f"{replica.process.returncode} while starting")
+            try:
+                if (await self.http.get(url)).status_code == 200:
+                    replica.state = ReplicaState.READY
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+        self.kill(replica)
+        raise UnavailableError(f"replica in slot {replica.slot} was not ready within "
+                               f"{self.spec.health.startup_timeout_s} s")
+
+    async def start(self) -> None:
+        self.open_sockets()
+        started = [self.spawn(i) for i in range(self.spec.replicas)]
+        for r in started:
+            self.replicas[r.slot] = r
+        try:
+            await asyncio.gather(*(self.wait_ready(r) for r in started))
+        except Exception:
+            await self.stop()
+            raise
+
+    def kill(self, replica: Replica) -> None:
+        if replica.process.poll() is None:
+            os.kill(replica.process.pid, signal.SIGKILL)
+        replica.process.wait()
+        metrics.mark_dead(replica.process.pid)
+
+    async def restart(self, slot: int, reason: str) -> None:
+        """Unplanned: kill, close the slot socket so nothing queues on it, start afresh."""
+        old = self.replicas[slot]
+        log.warning("replica %d in slot %d %s; restarting", old.process.pid, slot, reason)
+        metrics.RESTARTS.labels(reason).inc()
+        self.kill(old)
+        self.slots[slot].close()
+        self.slots[slot] = listen_socket(self.spec.server.host, self.port)
+        new = self.spawn(slot)
+        self.replicas[slot] = new
+        try:
+            await self.wait_ready(new)
+        except UnavailableError as exc:
+            log.error("%s; will retry", exc)
+
+    async def replace(self, slot: int) -> None:
+        """Planned: start a new replica beside the old on the same socket, then drain the old."""
+        old = self.replicas[slot]
+        new = self.spawn(slot)
+        await self.wait_ready(new)  # raises (and kills new) when it does not come up
+        self.replicas[slot] = new
+        await self.drain(old)
+
+    async def drain(self, replica: Replica) -> None:
+        replica.state = ReplicaState.DRAINING
+        if replica.process.poll() is None:
+            replica.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.spec.health.drain_timeout_s + 2
+        while replica.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.kill(replica)
+
+    async def check(self) -> None:
+        """One round of health checks; dead or hung replicas are restarted."""
+        for slot, r in list(self.replicas.items()):
+            if self.stopping or r.state is not ReplicaState.READY:
+                continue
+            if r.process.poll() is not None:
+                await self.restart(slot, "crashed")
+                continue
+            try:
+                ok = (await self.http.get(f"http://127.0.0.1:{r.port}/v2/health/live")) \
+                    .status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            r.failures = 0 if ok else r.failures + 1
+            if r.failures >= self.spec.health.failures:
+                await self.restart(slot, "hung")
+
+    async def watch(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self.spec.health.interval_s)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("health check round failed")
+
+    async def stop(self) -> None:
+        self.stopping = True
+        await asyncio.gather(*(self.drain(r) for r in self.replicas.values()))
+        for sock in self.slots:
+            sock.close()
+        await self.http.aclose()
