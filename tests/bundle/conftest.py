@@ -30,7 +30,7 @@ def small_files(model_bytes: bytes = b"model-v1", numpy: str = "2.0.0") -> dict[
         "install.py": b"print('install')\n",
         "models/search-1.tar.gz": model_bytes,
         "wheels/shopserve-0.1.0-py3-none-any.whl": b"shopserve wheel",
-        f"wheels/numpy-{numpy}-cp311-cp311-manylinux_2_17_x86_64.whl": b"numpy wheel " + numpy.encode(),
+        f"wheels/numpy-{numpy}-cp311-cp311-manylinux_2_17_x86_64.whl": numpy.encode(),
     }
 
 

@@ -110,7 +110,8 @@ def test_manifest_must_come_first_and_be_valid(tmp_path: Path) -> None:
     assert result.returncode == 5
     assert "first member must be shopserve-bundle/manifest.json" in result.stderr
     files = small_files()
-    broken = small_manifest(files).model_copy(update={"files": {"../x": record(files["install.py"])}})
+    bad_files = {"../x": record(files["install.py"])}
+    broken = small_manifest(files).model_copy(update={"files": bad_files})
     bad = write_bundle(tmp_path / "bad.tar.gz", files, broken)
     assert "file name '../x' is not allowed" in run_cli("bundle", "verify", str(bad)).stderr
 
