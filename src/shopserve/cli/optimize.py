@@ -23,7 +23,9 @@ from shopserve.optimize import (
 from shopserve.registry import Registry
 from shopserve.runtime.onnx import Device
 
-app = typer.Typer(no_args_is_help=True, invoke_without_command=True)
+# One command, not a group: options may follow the reference (`optimize ctr@1 --recipe graph`).
+app = typer.Typer(no_args_is_help=True, invoke_without_command=True,
+                  context_settings={"allow_interspersed_args": True})
 
 
 @app.callback()
