@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shopserve.errors import IntegrityError
+from shopserve.errors import IntegrityError, UsageError
 from shopserve.registry import Registry
 from shopserve.types import ModelKind
 
@@ -95,3 +95,24 @@ def test_gc_frees_unreferenced_objects_and_stale_temps(registry: Registry, tmp_p
     assert not stale.exists() and fresh.exists()
     assert registry.load("search@2").read_bytes("vocab.json") == (tmp_path / "b").read_bytes()
     assert registry.check() == []
+
+
+def test_unusable_home_or_database_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(UsageError, match="cannot create the registry home"):
+        Registry.open(tmp_path / "file")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "registry.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(IntegrityError, match="not a usable registry database"):
+        Registry.open(home)
+
+
+def test_check_reports_a_damaged_database(registry: Registry, tmp_path: Path) -> None:
+    _two_files(registry, tmp_path)
+    with sqlite3.connect(registry.db_path) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("DELETE FROM versions WHERE version = 1")  # leaves its file rows behind
+    problems = registry.check()
+    assert problems and all(p.startswith("database:") for p in problems)
+    assert "files" in problems[0]

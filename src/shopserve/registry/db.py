@@ -79,9 +79,13 @@ def connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise IntegrityError(f"cannot open the registry database {path}: {exc}") from exc
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA synchronous = FULL")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise IntegrityError(f"{path} is not a usable registry database: {exc}") from exc
     return conn
 
 
@@ -95,9 +99,13 @@ def transaction(path: Path, write: bool) -> Iterator[sqlite3.Connection]:
             raise ConflictError(f"registry database {path} is busy: {exc}") from exc
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise ConflictError(f"registry database {path} is busy: {exc}") from exc
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise IntegrityError(f"registry database {path}: {exc}") from exc
             raise
         try:
             conn.execute("COMMIT")
@@ -128,8 +136,11 @@ def initialize(path: Path) -> None:
 def integrity_problems(path: Path) -> list[str]:
     """What SQLite's own ``integrity_check`` and ``foreign_key_check`` report."""
     with closing(connect(path)) as conn:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-        problems = [f"database: {r}" for r in rows if r != "ok"]
-        for row in conn.execute("PRAGMA foreign_key_check"):
-            problems.append(f"database: row {row[1]} of {row[0]} points at a missing {row[2]}")
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+            problems = [f"database: {r}" for r in rows if r != "ok"]
+            for row in conn.execute("PRAGMA foreign_key_check"):
+                problems.append(f"database: row {row[1]} of {row[0]} points at a missing {row[2]}")
+        except sqlite3.DatabaseError as exc:
+            return [f"database: {exc}"]
         return problems
