@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.optimize.tiny import make_inputs, make_mlp
 
 from shopserve.data import DemoShopSpec, generate_demo_shop
 from shopserve.models import TrainedModel, train_ctr
 from shopserve.optimize import OptimizeSettings, RecipeContext, SpeedSettings
 from shopserve.optimize.calibration import Batch, split_batches
 from shopserve.registry import Registry
-from tests.optimize.tiny import make_inputs, make_mlp
 
 FAST_SPEED = SpeedSettings(warmup=1, min_runs=2, seconds_per_batch=0.02)
 

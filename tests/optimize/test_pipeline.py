@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.optimize.conftest import ctr_inputs
 
 from shopserve.errors import ConflictError, InputError, NotFoundError, UsageError
 from shopserve.optimize import OptimizeSettings, QualityBudget, VariantStatus, optimize
 from shopserve.registry import Registry
 from shopserve.types import VersionStatus
-from tests.optimize.conftest import ctr_inputs
 
 
 def test_gate_accepts_int8_and_rejects_heavy_pruning(
@@ -89,7 +89,7 @@ def test_unknown_version_and_missing_eval_file(
     loaded = registry.load("ctr@1")
     registry.register("ctr", files={"model.onnx": loaded.files["model.onnx"]},
                       kind=loaded.meta.kind, config=loaded.meta.config)
-    with pytest.raises(NotFoundError, match="'eval.parquet' is missing"):
+    with pytest.raises(NotFoundError, match=r"'eval\.parquet' is missing"):
         optimize(registry, "ctr@2", ["int8-dynamic"], None, fast)
     assert versions(registry) == ["ctr@1", "ctr@2"]
 
@@ -107,7 +107,7 @@ def test_calibration_file_is_checked_against_the_graph(
     np.savez(bad, dense=good["dense"])
     with pytest.raises(InputError, match=r"missing \['cat'\]"):
         optimize(registry, "ctr@1", ["int8-static"], None, settings)
-    with pytest.raises(NotFoundError, match="absent.npz: no such file"):
+    with pytest.raises(NotFoundError, match=r"absent\.npz: no such file"):
         optimize(registry, "ctr@1", ["int8-static"], None,
                  fast.model_copy(update={"calibration": tmp_path / "absent.npz"}))
     assert versions(registry) == ["ctr@1"]

@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from tests.optimize.tiny import make_no_weights
 
 from shopserve.errors import UsageError
 from shopserve.optimize import RecipeContext, parse_recipe, parse_variant
 from shopserve.optimize.calibration import Batch
 from shopserve.optimize.graphs import initializers, load_graph, max_abs_diff, run_outputs
-from tests.optimize.tiny import make_no_weights
 
 
 def apply(spec: str, graph: Path, ctx: RecipeContext) -> Path:
