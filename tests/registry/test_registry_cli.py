@@ -165,3 +165,57 @@ def test_concurrent_cli_registrations(tmp_path: Path) -> None:
     assert sorted(o["version"] for o in outputs) == [1, 2, 3, 4]
     listed = json.loads(ok(home, "list", "ctr", "--json"))
     assert sorted(int(v["metrics"]["worker"]) for v in listed) == [0, 1, 2, 3]
+
+
+def test_register_records_the_graph_signature(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "id.onnx"
+    )
+    home = tmp_path / "home"
+    mv = json.loads(
+        ok(
+            home,
+            "register",
+            "ident",
+            "--kind",
+            "generic",
+            "--json",
+            "--graph",
+            "model.onnx",
+            "--file",
+            f"model.onnx={tmp_path}/id.onnx",
+        )
+    )
+    assert mv["config"] == {"graph": "model.onnx"}
+    assert mv["signature"]["inputs"] == [{"name": "x", "dtype": "float32", "shape": [-1, 3]}]
+    wrong = cli(
+        home,
+        "register",
+        "ident",
+        "--kind",
+        "generic",
+        "--graph",
+        "other.onnx",
+        "--file",
+        f"model.onnx={tmp_path}/id.onnx",
+    )
+    assert wrong.returncode == 2 and "graph 'other.onnx' is not one of" in wrong.stderr
+    (tmp_path / "junk.onnx").write_bytes(b"not a graph")
+    junk = cli(
+        home,
+        "register",
+        "ident",
+        "--kind",
+        "generic",
+        "--graph",
+        "model.onnx",
+        "--file",
+        f"model.onnx={tmp_path}/junk.onnx",
+    )
+    assert junk.returncode == 5 and "cannot load this model" in junk.stderr
+    assert [v["version"] for v in json.loads(ok(home, "list", "ident", "--json"))] == [1]

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from shopserve.errors import IntegrityError, UsageError
 from shopserve.registry import ModelVersion, Registry, VersionDiff
-from shopserve.types import ModelKind
+from shopserve.types import ModelKind, ModelSignature
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -151,6 +151,17 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     return data
 
 
+def _graph_signature(graph: object, files: dict[str, Path]) -> ModelSignature | None:
+    """The signature of the main ONNX graph, read by ONNX Runtime (``None`` without a graph)."""
+    if graph is None:
+        return None
+    if not isinstance(graph, str) or graph not in files:
+        raise UsageError(f"graph {graph!r} is not one of the --file artifacts {sorted(files)}")
+    from shopserve.runtime.onnx import OnnxModel
+
+    return OnnxModel(files[graph]).signature
+
+
 @app.command("register")
 def register_cmd(
     ctx: typer.Context,
@@ -161,10 +172,16 @@ def register_cmd(
     config: Annotated[Path | None, typer.Option("--config", help="JSON settings file.")] = None,
     parent: Annotated[str | None, typer.Option("--parent", help="Parent ref.")] = None,
     data_hash: Annotated[str | None, typer.Option("--data-hash")] = None,
+    graph: Annotated[
+        str | None, typer.Option("--graph", help="Main ONNX artifact; its signature is recorded.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a new version from files on disk."""
     files = {art: Path(p) for art, p in _pairs(file, "--file").items()}
+    settings = _read_config(config)
+    if graph is not None:
+        settings["graph"] = graph
     metrics: dict[str, float] = {}
     for key, value in _pairs(metric or [], "--metric").items():
         try:
@@ -175,7 +192,8 @@ def register_cmd(
         name,
         files,
         kind,
-        config=_read_config(config),
+        signature=_graph_signature(settings.get("graph"), files),
+        config=settings,
         metrics=metrics,
         data_hash=data_hash,
         parent=parent,
