@@ -31,9 +31,8 @@ from shopserve.bundle.wheels import (
     download_dependencies,
     source_tree,
 )
-from shopserve.config import read_yaml
 from shopserve.errors import NotFoundError, SpecError, UsageError
-from shopserve.registry import FileRecord, Registry
+from shopserve.registry import FileRecord, Registry, parse_ref
 
 DEPLOYMENT = "deploy.yaml"
 
@@ -83,6 +82,7 @@ def build_bundle(spec: BuildSpec) -> BuildReport:
         models = _export_models(spec, stage)
         steps["export models"] = time.perf_counter() - t
         if spec.deployment is not None:
+            _check_deployment(spec, spec.deployment, models)
             shutil.copyfile(spec.deployment, stage / DEPLOYMENT)
         t = time.perf_counter()
         wheel = _shopserve_wheel(spec, stage / "wheels")
@@ -125,10 +125,6 @@ def _check(spec: BuildSpec) -> None:
     for link in spec.find_links:
         if not link.is_dir():
             raise NotFoundError(f"--find-links {link}: no such folder")
-    if spec.deployment is not None:
-        data = read_yaml(spec.deployment)
-        if not isinstance(data, dict):
-            raise SpecError(f"{spec.deployment}: expected a deployment mapping")
 
 
 def _export_models(spec: BuildSpec, stage: Path) -> list[BundledModel]:
@@ -146,6 +142,27 @@ def _export_models(spec: BuildSpec, stage: Path) -> list[BundledModel]:
         by_ref[mv.ref] = BundledModel(name=mv.name, version=mv.version, requested=(ref,),
                                       aliases=mv.aliases, file=rel, artifacts=mv.files)
     return list(by_ref.values())
+
+
+def _check_deployment(spec: BuildSpec, path: Path, models: list[BundledModel]) -> None:
+    """The deployment must validate and name only versions that are in the bundle."""
+    from shopserve.serve.spec import load_deployment
+
+    deployment = load_deployment(path)
+    reg = Registry.open(spec.home)
+    bundled = {m.ref for m in models}
+    for model in deployment.models:
+        extra = [x.ref for x in (model.canary, model.shadow) if x is not None]
+        for ref in (model.ref, *extra):
+            if parse_ref(ref).version is not None:
+                raise SpecError(
+                    f"{path}: model {ref!r}: name bundled versions by alias (name@production); "
+                    "the target registry numbers imported versions anew"
+                )
+            if reg.get(ref).ref not in bundled:
+                raise SpecError(
+                    f"{path}: model {ref!r} is not in the bundle; add --model {ref}"
+                )
 
 
 def _shopserve_wheel(spec: BuildSpec, wheels: Path) -> Path:
