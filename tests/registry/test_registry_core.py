@@ -151,3 +151,20 @@ def test_update_metrics_diff_list(registry: Registry, tmp_path: Path) -> None:
     [summary] = registry.list_models()
     assert (summary.name, summary.versions, summary.latest) == ("ctr", 2, 2)
     assert [v.version for v in registry.list_versions("ctr")] == [1, 2]
+
+
+def test_one_registry_shared_by_threads(registry: Registry, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(t: int) -> list[int]:
+        out = []
+        for i in range(5):
+            art = _write(tmp_path, f"t{t}-{i}", f"{t}:{i}".encode())
+            out.append(registry.register("ctr", {"m": art}, ModelKind.RANK).version)
+            registry.promote(f"ctr@{out[-1]}", f"thread{t}")
+            assert registry.load(f"ctr@thread{t}").read_bytes("m") == f"{t}:{i}".encode()
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        versions = sorted(v for vs in pool.map(work, range(4)) for v in vs)
+    assert versions == list(range(1, 21))

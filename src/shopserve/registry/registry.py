@@ -150,10 +150,14 @@ class Registry:
     def load(self, ref: str) -> LoadedVersion:
         """``ref`` with every artifact verified (size and sha256) before it is handed out."""
         meta = self.get(ref)
-        files = {
-            art: self.store.verify(record, f"{meta.ref} artifact {art!r}")
-            for art, record in meta.files.items()
-        }
+        try:
+            files = {
+                art: self.store.verify(record, f"{meta.ref} artifact {art!r}")
+                for art, record in meta.files.items()
+            }
+        except IntegrityError:
+            self.get(meta.ref)  # NotFoundError when it was deleted (and collected) meanwhile
+            raise
         return LoadedVersion(meta, files)
 
     def promote(self, ref: str, alias: str) -> ModelVersion:
