@@ -79,7 +79,7 @@ class DataPlane:
                 r.model.warm_up()
         if self.spec.cache.redis_url:
             self.redis = RedisCache(self.spec.cache,
-                                    lambda r: metrics.CACHE.labels("redis", r).inc())
+                                    lambda r: metrics.cache_result("redis", r).inc())
         self.ready = True
 
     def endpoint(self, name: str) -> Endpoint:
@@ -154,7 +154,7 @@ class DataPlane:
     async def _cached(self, key: str) -> Any | None:
         hit = self.lru.get(key)
         if self.spec.cache.size:
-            metrics.CACHE.labels("memory", "hit" if hit is not None else "miss").inc()
+            metrics.cache_result("memory", "hit" if hit is not None else "miss").inc()
         if hit is None and self.redis is not None:
             hit = await self.redis.get(key)
             if hit is not None:

@@ -39,7 +39,8 @@ class VersionRunner:
         for op, run in self._ops().items():
             self.batchers[op] = Batcher(
                 self._timed(run), spec.batching.max_batch_size,
-                spec.batching.max_queue_delay_ms / 1000, spec.queue_limit, hist.observe)
+                spec.batching.max_queue_delay_ms / 1000, spec.queue_limit, hist.observe,
+                inline=not spec.batching.threaded)
 
     def _ops(self) -> dict[str, Callable[[list[Any]], list[Any]]]:
         ops: dict[str, Callable[[list[Any]], list[Any]]] = {"infer": self._infer}

@@ -81,7 +81,7 @@ def guarded(route: str, handler: Handler) -> Handler:
             log.exception("unexpected error on %s", request.url.path)
             response = json_response({"error": "internal error; see the replica log",
                                       "type": "InternalError"}, 500)
-        metrics.LATENCY.labels(model or route, route).observe(time.perf_counter() - start)
+        metrics.latency(model or route, route).observe(time.perf_counter() - start)
         return response
     return run
 

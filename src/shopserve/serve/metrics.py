@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -40,6 +42,17 @@ VERSION_CALLS = Counter("shopserve_version_calls", "Model calls per version", ["
 SHADOW = Counter("shopserve_shadow", "Shadow comparisons", ["model", "result"])
 RESTARTS = Counter("shopserve_replica_restarts", "Replicas restarted by the supervisor",
                    ["reason"])
+
+
+@functools.cache
+def latency(model: str, route: str) -> Any:
+    """The latency child for (model, route), looked up once: labels() costs on every request."""
+    return LATENCY.labels(model, route)
+
+
+@functools.cache
+def cache_result(layer: str, result: str) -> Any:
+    return CACHE.labels(layer, result)
 
 
 def render() -> bytes:

@@ -70,7 +70,8 @@ def serve(spec: DeploymentSpec, sockets: list[socket.socket], state_path: Path |
     config = uvicorn.Config(
         make_app(plane, state_path), loop="uvloop", http="httptools", access_log=False,
         log_level="warning", timeout_graceful_shutdown=int(spec.health.drain_timeout_s),
-        timeout_keep_alive=5, backlog=2048)
+        timeout_keep_alive=5, backlog=2048, proxy_headers=False,
+        server_header=False)
     asyncio.run(uvicorn.Server(config).serve(sockets=sockets))
 
 

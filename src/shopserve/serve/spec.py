@@ -26,6 +26,9 @@ class BatchingSpec(_Spec):
 
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_queue_delay_ms: float = Field(default=1.0, ge=0, le=1000)
+    # run the model on a worker thread instead of the event loop (for slow models on many
+    # cores); inline is faster with one ONNX thread per replica
+    threaded: bool = False
 
 
 class GuardSpec(_Spec):
