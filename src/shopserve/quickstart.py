@@ -113,7 +113,7 @@ def ask_samples(url: str, shop: Shop, echo: Echo) -> dict[str, Any]:
 
 
 def _summarize(body: dict[str, Any]) -> str:
-    who = f"answered by {body.get('model_version', '?')}"
+    who = f"answered by {body.get('model', '?')}@{body.get('version', '?')}"
     if "scores" in body:
         return f"scores {[round(s, 4) for s in body['scores']]} {who}"
     items = [hit.get("product_id", hit.get("item_id")) for hit in body.get("items", [])]
@@ -134,12 +134,14 @@ def run_quickstart(spec: QuickstartSpec, echo: Echo = print) -> QuickstartResult
         registry.promote(refs["recommend"], "production")
         result.versions["recommend"] = refs["recommend"]
     port = spec.port or free_port()
+    (spec.settings.home_dir / "logs").mkdir(parents=True, exist_ok=True)
     args = ["serve", "--model", "ctr@production", "--model", "recommend@production",
             "--host", "127.0.0.1", "--port", str(port), "--home", str(spec.settings.home_dir)]
-    with _step(echo, f"4/5 serve on 127.0.0.1:{port}"), \
-            ShopserveProcess(args, log_dir=spec.settings.home_dir / "logs") as server:
+    echo(f"→ 4/5 serve on 127.0.0.1:{port} ...")
+    start = time.perf_counter()
+    with ShopserveProcess(args, log_dir=spec.settings.home_dir / "logs") as server:
         result.url = server.url
-        echo(f"  ready at {server.url}")
+        echo(f"  ready at {server.url} in {time.perf_counter() - start:.1f} s")
         with _step(echo, "5/5 sample queries"):
             result.answers = ask_samples(server.url, shop, echo)
         print_next_steps(server.url, spec, echo)
