@@ -30,8 +30,7 @@ def train(kind: ModelKind, shop: Any, out_dir: Path, spec: Any = None) -> Traine
         return train_recommender(shop, out_dir, spec)
     if kind is ModelKind.SEARCH:
         search = importlib.import_module("shopserve.models.search")
-        trained: TrainedModel = search.train_search(shop, out_dir) if spec is None else \
-            search.train_search(shop, out_dir, spec)
+        trained: TrainedModel = search.train_search(shop, out_dir, spec)
         return trained
     raise UsageError(f"there is no reference model of kind {kind.value!r} to train")
 
