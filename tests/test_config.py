@@ -36,5 +36,5 @@ def test_wrong_type_names_the_field(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="nope.yaml: no such file"):
+    with pytest.raises(SpecError, match=r"nope\.yaml: no such file"):
         read_yaml(tmp_path / "nope.yaml")

@@ -18,7 +18,7 @@ import psutil
 from shopserve.config import HomeSettings
 
 
-class CheckStatus(str, enum.Enum):
+class CheckStatus(enum.StrEnum):
     OK = "ok"
     WARN = "warn"
     FAIL = "fail"

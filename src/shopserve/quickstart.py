@@ -59,7 +59,8 @@ def load_data(spec: QuickstartSpec, echo: Echo) -> Shop:
     if spec.data is not None:
         echo(f"  reading real data from {spec.data}")
         return load_shop(spec.data)
-    sizes = {"small": DemoShopSpec.small, "medium": DemoShopSpec.medium, "large": DemoShopSpec.large}
+    sizes = {"small": DemoShopSpec.small, "medium": DemoShopSpec.medium,
+             "large": DemoShopSpec.large}
     shop_spec = sizes[spec.size](seed=spec.seed)
     echo(f"  generating the demo shop ({spec.size}: {shop_spec.products} products, "
          f"{shop_spec.customers} customers, seed {spec.seed})")

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class ModelKind(str, enum.Enum):
+class ModelKind(enum.StrEnum):
     """What a model does for the shop; decides which domain endpoint serves it."""
 
     SEARCH = "search"  # query text -> ranked products
@@ -21,7 +21,7 @@ class ModelKind(str, enum.Enum):
     GENERIC = "generic"  # any ONNX model, Open Inference Protocol only
 
 
-class VersionStatus(str, enum.Enum):
+class VersionStatus(enum.StrEnum):
     """Lifecycle of a registered version."""
 
     READY = "ready"  # may hold aliases and serve

@@ -17,7 +17,8 @@ MARK = {CheckStatus.OK: "ok  ", CheckStatus.WARN: "warn", CheckStatus.FAIL: "FAI
 def doctor(
     port: Annotated[list[int] | None, typer.Option(help="A port the deployment needs.")] = None,
     host: Annotated[str, typer.Option(help="Address the service will bind.")] = "127.0.0.1",
-    redis_url: Annotated[str | None, typer.Option(help="Redis to check (else SHOPSERVE_REDIS_URL).")] = None,
+    redis_url: Annotated[str | None, typer.Option(
+        help="Redis to check (else SHOPSERVE_REDIS_URL).")] = None,
     home: Annotated[Path | None, typer.Option(help="Registry home (else SHOPSERVE_HOME).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +12,7 @@ from shopserve.config import home_settings
 from shopserve.errors import NotFoundError
 
 
-class Size(str, Enum):
+class Size(StrEnum):
     SMALL = "small"
     MEDIUM = "medium"
     LARGE = "large"
@@ -20,11 +20,12 @@ class Size(str, Enum):
 
 def quickstart(
     data: Annotated[Path | None, typer.Option(
-        help="Folder with homedepot/, online-retail/, criteo-sample/ (default: a demo shop).")] = None,
+        help="Folder with homedepot/, online-retail/, criteo-sample/ (default: a demo shop)."
+    )] = None,
     size: Annotated[Size, typer.Option(help="Size of the generated demo shop.")] = Size.MEDIUM,
     seed: Annotated[int, typer.Option(help="Seed of the demo shop.")] = 0,
     home: Annotated[Path | None, typer.Option(help="Registry home (else SHOPSERVE_HOME).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to serve on (default: a free one).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to serve on (default: free).")] = None,
     keep_serving: Annotated[bool, typer.Option(help="Keep serving after the samples.")] = False,
 ) -> None:
     """Demo shop → reference models → optimized → registered → served → sample queries."""

@@ -17,7 +17,7 @@ from shopserve.errors import InputError, IntegrityError, UsageError
 from shopserve.types import ModelSignature, TensorSpec
 
 
-class Device(str, enum.Enum):
+class Device(enum.StrEnum):
     AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
@@ -50,11 +50,11 @@ def providers_for(device: Device) -> list[str]:
 
 
 def _spec_from_ort(arg: object) -> TensorSpec:
-    type_name = str(getattr(arg, "type"))  # e.g. "tensor(float)"
+    type_name = str(arg.type)  # e.g. "tensor(float)"
     inner = type_name.removeprefix("tensor(").removesuffix(")")
     dtype = {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
-    shape = tuple(d if isinstance(d, int) else -1 for d in getattr(arg, "shape"))
-    return TensorSpec(name=str(getattr(arg, "name")), dtype=dtype, shape=shape)
+    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+    return TensorSpec(name=str(arg.name), dtype=dtype, shape=shape)
 
 
 class OnnxModel:
