@@ -19,13 +19,16 @@ from shopserve.errors import (
     UsageError,
 )
 from shopserve.registry import LoadedVersion, ModelVersion, Registry
+from shopserve.serve.client import AsyncClient, Client
 from shopserve.types import ModelKind, ModelSignature, TensorSpec, VersionStatus
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AliasInUseError",
+    "AsyncClient",
     "AuthError",
+    "Client",
     "ConflictError",
     "DeadlineExceededError",
     "DemoShopSpec",

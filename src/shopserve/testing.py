@@ -10,6 +10,7 @@ process group afterwards::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -94,10 +95,8 @@ class ShopserveProcess:
             return None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
         code = self.process.poll()
         self.kill()
         return code
@@ -105,10 +104,8 @@ class ShopserveProcess:
     def kill(self) -> None:
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
 
     def __enter__(self) -> ShopserveProcess:
