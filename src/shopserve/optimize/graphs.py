@@ -62,7 +62,8 @@ def weighted_nodes(model: onnx.ModelProto, ops: Sequence[str] = ("MatMul", "Gemm
     inits = initializers(model)
     names = []
     for node in model.graph.node:
-        weight = inits.get(node.input[1]) if len(node.input) > 1 else None
+        slot = 0 if node.op_type == "Gather" else 1  # Gather's table is its data input
+        weight = inits.get(node.input[slot]) if len(node.input) > 1 else None
         if node.op_type in ops and weight is not None and weight.data_type == FLOAT:
             names.append(node.name)
     return names
