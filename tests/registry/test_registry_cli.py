@@ -36,7 +36,7 @@ def test_models_lifecycle(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (tmp_path / "a.onnx").write_bytes(b"a" * 100)
     (tmp_path / "b.onnx").write_bytes(b"b" * 120)
-    (tmp_path / "cfg.json").write_text('{"graph": "model.onnx"}')
+    (tmp_path / "cfg.json").write_text('{"k": 10}')
     assert (
         ok(
             home,
@@ -79,7 +79,7 @@ def test_models_lifecycle(tmp_path: Path) -> None:
     assert ok(home, "rollback", "ctr", "production") == "ctr@production -> ctr@1\n"
     show = json.loads(ok(home, "show", "ctr@production", "--json"))
     assert show["version"] == 1 and show["aliases"] == ["production"]
-    assert show["config"] == {"graph": "model.onnx"}
+    assert show["config"] == {"k": 10}
     assert "sha256:" in ok(home, "show", "ctr@1")
     diff = ok(home, "diff", "ctr@1", "ctr@2")
     assert diff.splitlines()[1].split() == ["auc", "0.71", "0.74", "0.03"]
