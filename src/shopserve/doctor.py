@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import psutil
 
 from shopserve.config import HomeSettings
+from shopserve.errors import ShopserveError
 
 
 class CheckStatus(enum.StrEnum):
@@ -154,7 +155,10 @@ def check_registry(settings: HomeSettings) -> CheckResult:
     home = settings.home_dir
     if not (home / "registry.db").exists():
         return CheckResult("registry", CheckStatus.OK, f"{home}: empty (created on first use)")
-    problems = Registry.open(home).check()
+    try:
+        problems = Registry.open(home).check()
+    except ShopserveError as exc:  # a damaged database refuses to open at all
+        return CheckResult("registry", CheckStatus.FAIL, f"{home}: {exc}")
     if problems:
         return CheckResult("registry", CheckStatus.FAIL, f"{home}: " + "; ".join(problems))
     return CheckResult("registry", CheckStatus.OK, f"{home}: healthy")

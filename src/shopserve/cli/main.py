@@ -16,6 +16,7 @@ from shopserve.cli import (
     optimize,
     quickstart,
     serve,
+    train,
     tune,
 )
 from shopserve.errors import ShopserveError
@@ -28,14 +29,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+models.app.command("train")(train.train_cmd)
 app.add_typer(models.app, name="models", help="Registry: versions, aliases, promotion, rollback.")
-app.add_typer(optimize.app, name="optimize", help="Export, optimize, quantize with a quality gate.")
 app.add_typer(serve.app, name="serve", help="Serve models online from a deployment file.")
 app.add_typer(batch.app, name="batch", help="Streaming, resumable batch scoring.")
 app.add_typer(bundle.app, name="bundle", help="Air-gapped bundles: build, verify, install.")
 app.add_typer(drill.app, name="drill", help="Disaster-recovery drills against the live service.")
 app.add_typer(monitor.app, name="monitor", help="Metrics, drift and service status.")
 app.add_typer(tune.app, name="tune", help="Capacity planning: replicas, batch size, cache size.")
+app.command("optimize", help="Export, optimize, quantize with a quality gate.")(
+    optimize.optimize_command
+)
 app.command("doctor", help="Check this machine before a deployment.")(doctor.doctor)
 app.command("quickstart", help="Demo shop → model → optimized → registered → served.")(
     quickstart.quickstart
