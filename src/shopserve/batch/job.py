@@ -1,7 +1,7 @@
 """The batch predict job: check everything first, score chunks into parts, resume, publish.
 
-A hidden work folder next to the output holds parts and a progress manifest; rerunning the same
-command after a crash scores only the missing chunks, and the output appears in one rename.
+Parts, resume and publishing are shared with the other jobs (``runner``); this module adds the
+model's column checks and the quality metrics of labelled inputs.
 """
 
 from __future__ import annotations
@@ -10,25 +10,24 @@ import enum
 import shutil
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 import orjson
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from shopserve.batch.engines import Engine, InlineEngine, ProcessEngine
 from shopserve.batch.metrics import batch_metrics
 from shopserve.batch.predictors import PredictorSource
-from shopserve.batch.progress import ProgressReporter
-from shopserve.batch.scoring import ChunkColumns, read_types
-from shopserve.batch.sinks import assemble, atomic_write_bytes, done_parts, merge_errors
-from shopserve.batch.sources import InputSet, format_of
-from shopserve.errors import ConflictError, UsageError
+from shopserve.batch.runner import RunResult, RunSettings, run_parts, work_paths
+from shopserve.batch.scoring import ChunkColumns, PredictScorer, PredictScorerSource, read_types
+from shopserve.batch.sinks import atomic_write_bytes, part_path
+from shopserve.batch.sources import InputSet, check_columns, format_of
+from shopserve.errors import UsageError
 from shopserve.runtime.onnx import SessionSettings
 from shopserve.types import ModelKind
 
-MANIFEST = "progress.json"
+REGISTERED_PREFIX = "batch_"  # registered metrics never overwrite the version's own
 
 
 class EngineKind(enum.StrEnum):
@@ -60,6 +59,8 @@ class PredictJobSpec(BaseModel):
 
 
 class BatchSummary(BaseModel):
+    """What a batch job did, and how long each phase took."""
+
     model_config = ConfigDict(frozen=True)
 
     output: Path
@@ -70,54 +71,45 @@ class BatchSummary(BaseModel):
     chunks: int
     resumed_chunks: int
     seconds: float
-    metrics: dict[str, float]
+    startup_seconds: float = 0.0
+    scoring_seconds: float = 0.0
+    publish_seconds: float = 0.0
+    scored_rows: int = 0
+    metrics: dict[str, float] = Field(default_factory=dict)
+    registered: str | None = None  # a version this job registered (``batch embed``)
+
+    @classmethod
+    def of(cls, result: RunResult, output: Path, started: float,
+           **extra: object) -> BatchSummary:
+        return cls.model_validate({
+            "output": output, "errors_path": result.errors_path, "rows": result.rows,
+            "bad_rows": result.bad_rows, "chunks": result.chunks,
+            "resumed_chunks": result.resumed_chunks, "scored_rows": result.scored_rows,
+            "seconds": time.monotonic() - started, "startup_seconds": result.startup_seconds,
+            "scoring_seconds": result.scoring_seconds,
+            "publish_seconds": result.publish_seconds, "metrics_path": None, **extra})
 
 
-def resolve_model(ref: str) -> PredictorSource:
+def resolve_model(ref: str, settings: SessionSettings | None = None) -> PredictorSource:
     """A plain ``.onnx`` file, or a registry reference such as ``ctr@production``."""
+    settings = settings or SessionSettings()
     path = Path(ref)
     if path.suffix == ".onnx":
         if not path.is_file():
             raise UsageError(f"model file {path} does not exist")
         return PredictorSource(str(path.resolve()), ModelKind.GENERIC,
                                {"model.onnx": str(path.resolve())}, {"graph": "model.onnx"},
-                               SessionSettings())
+                               settings)
     from shopserve.registry import Registry
 
     loaded = Registry.open().load(ref)
     meta = loaded.meta
     return PredictorSource(meta.ref, meta.kind, {k: str(v) for k, v in loaded.files.items()},
-                           dict(meta.config), SessionSettings())
+                           dict(meta.config), settings)
 
 
-def _paths(output: Path) -> tuple[Path, Path, Path]:
-    stem = output.name.removesuffix(output.suffix) if output.suffix else output.name
-    return (output.with_name(f".{output.name}.batch-work"),
-            output.with_name(f"{stem}.errors.jsonl"), output.with_name(f"{stem}.metrics.json"))
-
-
-def _check_columns(inputs: InputSet, needed: list[str]) -> None:
-    for path, names in zip(inputs.files, inputs.columns(), strict=True):
-        missing = [c for c in needed if c not in names]
-        if missing:
-            raise UsageError(f"{path}: missing column(s) {missing} needed by the model or "
-                             f"the job; the file has {names}")
-
-
-def _prepare_work(spec: PredictJobSpec, work: Path, fingerprint: dict[str, Any]) -> None:
-    if spec.output.exists() and not spec.overwrite:
-        raise ConflictError(f"{spec.output} already exists; pass --overwrite to replace it")
-    manifest = work / MANIFEST
-    if work.exists() and (spec.restart or not manifest.is_file()):
-        shutil.rmtree(work)
-    if work.exists():
-        previous = orjson.loads(manifest.read_bytes())
-        if previous.get("fingerprint") != fingerprint:
-            raise ConflictError(f"{work} holds an unfinished job with other inputs, model or "
-                                f"options; rerun it as it was, or pass --restart to drop it")
-        return
-    work.mkdir(parents=True)
-    atomic_write_bytes(manifest, orjson.dumps({"fingerprint": fingerprint, "chunks": None}))
+def file_sizes(source: PredictorSource) -> dict[str, int]:
+    return {name: Path(p).stat().st_size for name, p in sorted(source.files.items())}
 
 
 def run_predict(spec: PredictJobSpec, stream: TextIO | None = None) -> BatchSummary:
@@ -130,59 +122,34 @@ def run_predict(spec: PredictJobSpec, stream: TextIO | None = None) -> BatchSumm
     inputs = InputSet.discover(spec.input)
     cols = spec.columns
     types = read_types(predictor, cols)
-    _check_columns(inputs, list(types))
-    if spec.output.suffix:
-        format_of(spec.output)  # refuse an unknown output type before any work
-    work, errors_path, metrics_path = _paths(spec.output)
-    fingerprint = {"model": source.ref, "files": _file_sizes(source),
-                   "input": inputs.fingerprint(), "batch_size": spec.batch_size,
-                   "columns": list(types), "output": str(spec.output)}
-    _prepare_work(spec, work, fingerprint)
-    already = done_parts(work)
-    engine: Engine = (InlineEngine(predictor, cols, work) if spec.workers == 1
-                      else ProcessEngine(source, cols, work, spec.workers))
-    progress = ProgressReporter(inputs.total_rows(), stream=stream)
-    count = 0
-
-    def todo() -> Any:
-        nonlocal count
-        for chunk in inputs.chunks(spec.batch_size, types):
-            count = chunk.index + 1
-            if chunk.index in already:
-                progress.done += chunk.batch.num_rows
-                progress.resumed += chunk.batch.num_rows
-                continue
-            yield chunk
-
-    for rows, bad in engine.run(todo()):
-        progress.advance(rows + bad, bad)
-    progress.finish()
-    if spec.output.exists():
-        shutil.rmtree(spec.output) if spec.output.is_dir() else spec.output.unlink()
-    rows = assemble(work, count, spec.output, format_of(spec.output) if spec.output.suffix
-                    else None, inputs.fmt)
-    bad_rows = merge_errors(work, count, errors_path)
-    metrics = _metrics(spec, work, count, source, metrics_path)
-    shutil.rmtree(work)
-    return BatchSummary(output=spec.output, errors_path=errors_path,
-                        metrics_path=metrics_path if metrics else None, rows=rows,
-                        bad_rows=bad_rows, chunks=count, resumed_chunks=len(already),
-                        seconds=time.monotonic() - started, metrics=metrics)
+    check_columns(inputs, list(types))
+    out_format = format_of(spec.output) if spec.output.suffix else None
+    settings = RunSettings(
+        output=spec.output, out_format=out_format, dir_format=inputs.fmt, workers=spec.workers,
+        overwrite=spec.overwrite, restart=spec.restart, total_rows=inputs.total_rows(),
+        fingerprint={"job": "predict", "model": source.ref, "files": file_sizes(source),
+                     "input": inputs.fingerprint(), "batch_size": spec.batch_size,
+                     "columns": list(types), "output": str(spec.output)})
+    result = run_parts(settings, PredictScorerSource(source, cols),
+                       lambda: inputs.chunks(spec.batch_size, types), stream,
+                       scorer=PredictScorer(predictor, cols) if spec.workers == 1 else None)
+    metrics_path = work_paths(spec.output)[2]
+    metrics = _metrics(spec, result, source, metrics_path)
+    shutil.rmtree(result.work)
+    return BatchSummary.of(result, spec.output, started, metrics=metrics,
+                           metrics_path=metrics_path if metrics else None)
 
 
-def _file_sizes(source: PredictorSource) -> dict[str, int]:
-    return {name: Path(p).stat().st_size for name, p in sorted(source.files.items())}
-
-
-def _metrics(spec: PredictJobSpec, work: Path, count: int, source: PredictorSource,
+def _metrics(spec: PredictJobSpec, result: RunResult, source: PredictorSource,
              path: Path) -> dict[str, float]:
     if not spec.label_column:
         return {}
     labels, scores, groups = [], [], []
-    for i in range(count):
-        table = pq.read_table(work / f"part-{i:08d}.parquet")
+    id_name = spec.id_column or "row"
+    for i in range(result.chunks):
+        table = pq.read_table(part_path(result.work, i))
         outputs = [n for n in table.schema.names
-                   if n not in (spec.id_column or "row", spec.label_column, spec.group_column)]
+                   if n not in (id_name, spec.label_column, spec.group_column)]
         if table.num_rows == 0 or not outputs:
             continue
         labels.append(table.column(spec.label_column).to_numpy())
@@ -200,5 +167,8 @@ def _metrics(spec: PredictJobSpec, work: Path, count: int, source: PredictorSour
     if spec.register_metrics:
         from shopserve.registry import Registry
 
-        Registry.open().update_metrics(source.ref, metrics, data_hash=digest)
+        # Prefixed, and the version's data hash kept: its own metrics were measured on its
+        # evaluation rows, and `models diff` must not compare numbers from different data.
+        Registry.open().update_metrics(
+            source.ref, {f"{REGISTERED_PREFIX}{k}": v for k, v in metrics.items()})
     return metrics

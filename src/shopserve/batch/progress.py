@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -19,10 +20,22 @@ class ProgressReporter:
         self.resumed = done
         self.started = time.monotonic()
         self.last_line = 0.0
+        self.lock = threading.Lock()  # the reader thread counts resumed chunks
+
+    def skip(self, rows: int) -> None:
+        """Rows of a chunk finished by an earlier run of the same job."""
+        with self.lock:
+            self.done += rows
+            self.resumed += rows
+
+    def restart_clock(self) -> None:
+        """Rates count from the first chunk, not from model load and worker start."""
+        self.started = time.monotonic()
 
     def advance(self, rows: int, bad: int) -> None:
-        self.done += rows
-        self.bad += bad
+        with self.lock:
+            self.done += rows
+            self.bad += bad
         now = time.monotonic()
         if self.tty or now - self.last_line >= LINE_EVERY_S:
             self.last_line = now

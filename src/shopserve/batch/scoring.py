@@ -7,12 +7,13 @@ by halving the batch until the failing rows are alone, each with the reason the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shopserve.batch.predictors import Predictor
+from shopserve.batch.predictors import Predictor, PredictorSource
 from shopserve.batch.sources import Chunk
 from shopserve.errors import InputError
 
@@ -87,8 +88,41 @@ def _score(predictor: Predictor, batch: pa.RecordBatch, offset: int,
             + _score(predictor, batch.slice(half), offset + half, bad))
 
 
-def score_chunk(predictor: Predictor, chunk: Chunk, cols: ChunkColumns) -> ScoredChunk:
-    types = read_types(predictor, cols)
+class ChunkScorer(Protocol):
+    """Turns one chunk of input rows into the rows of its part (and its bad rows)."""
+
+    def score(self, chunk: Chunk) -> ScoredChunk: ...
+
+
+class ScorerSource(Protocol):
+    """Small and picklable: each worker process builds its own scorer (and session) from it."""
+
+    def build(self) -> ChunkScorer: ...
+
+
+@dataclass(frozen=True)
+class PredictScorerSource:
+    source: PredictorSource
+    cols: ChunkColumns
+
+    def build(self) -> ChunkScorer:
+        return PredictScorer(self.source.build(), self.cols)
+
+
+class PredictScorer:
+    """``batch predict``: one output row per good input row, in input order."""
+
+    def __init__(self, predictor: Predictor, cols: ChunkColumns) -> None:
+        self.predictor, self.cols = predictor, cols
+        self.types = read_types(predictor, cols)
+
+    def score(self, chunk: Chunk) -> ScoredChunk:
+        return score_chunk(self.predictor, chunk, self.cols, self.types)
+
+
+def score_chunk(predictor: Predictor, chunk: Chunk, cols: ChunkColumns,
+                types: dict[str, pa.DataType] | None = None) -> ScoredChunk:
+    types = types or read_types(predictor, cols)
     bad = dict(chunk.bad)
     batch = _conform(chunk.batch, types, bad)
     if cols.label_column:
@@ -97,18 +131,22 @@ def score_chunk(predictor: Predictor, chunk: Chunk, cols: ChunkColumns) -> Score
     keep[list(bad)] = False
     good_idx = np.flatnonzero(keep)
     scored_bad: dict[int, str] = {}
-    scored = _score(predictor, batch.take(pa.array(good_idx)), 0, scored_bad)
+    # Clean chunks (nearly all of them) are scored as they are: no take, no filter, no copy.
+    good = batch if not bad else batch.take(pa.array(good_idx))
+    scored = _score(predictor, good, 0, scored_bad)
     for pos, reason in scored_bad.items():
         bad[int(good_idx[pos])] = reason
     keep[[int(good_idx[p]) for p in scored_bad]] = False
     outputs = _join(scored, len(good_idx), scored_bad)
     ids = _ids(batch, chunk.start, cols)
-    table = {ROW_COLUMN if cols.id_column is None else cols.id_column: ids.filter(pa.array(keep))}
+    mask = None if not bad else pa.array(keep)
+    table = {ROW_COLUMN if cols.id_column is None else cols.id_column:
+             ids if mask is None else ids.filter(mask)}
     table.update(outputs)
-    kept = batch.filter(pa.array(keep))
     for extra in (cols.label_column, cols.group_column):
         if extra and extra not in table:
-            table[extra] = kept.column(extra)
+            column = batch.column(extra)
+            table[extra] = column if mask is None else column.filter(mask)
     errors = [{"row": chunk.start + i, "id": ids[i].as_py(), "reason": bad[i]} for i in sorted(bad)]
     return ScoredChunk(pa.table(table), errors)
 
@@ -128,9 +166,9 @@ def _join(scored: list[tuple[int, dict[str, np.ndarray]]], n: int,
     out: dict[str, pa.Array] = {}
     for name in names:
         parts = [np.asarray(outputs[name]) for _, outputs in scored]
-        values: np.ndarray = np.concatenate(parts)
+        values: np.ndarray = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if values.ndim == 2 and int(values.shape[-1]) == 1:
-            values = values[:, 0]
+            values = values.reshape(len(values))  # a view of a contiguous [n, 1] output
         if len(values) != n - len(dropped):
             raise InputError(f"output {name!r}: {len(values)} rows for {n - len(dropped)} inputs")
         if values.ndim == 1:

@@ -15,7 +15,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shopserve.batch.sources import FileFormat, format_of
+from shopserve.batch.sources import FileFormat
+
+ERRORS_KEY = b"shopserve.batch.errors"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -27,27 +29,48 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def part_path(work: Path, index: int) -> Path:
+    return work / f"part-{index:08d}.parquet"
+
+
 def write_part(work: Path, index: int, table: pa.Table, errors: list[dict[str, object]]) -> None:
-    """Errors first, then the part itself: the part's rename is what marks a chunk done."""
+    """One self-contained file per chunk: its rows, and its bad rows in the file's metadata.
+
+    The rename is what marks the chunk done. Parts are not fsynced (the final output is): a
+    process crash cannot lose them, and after a machine crash ``done_parts`` re-checks them.
+    """
     lines = b"".join(orjson.dumps(e) + b"\n" for e in errors)
-    atomic_write_bytes(work / f"errors-{index:08d}.jsonl", lines)
+    meta = dict(table.schema.metadata or {})
+    meta[ERRORS_KEY] = lines
     tmp = work / f".part-{index:08d}.parquet.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, work / f"part-{index:08d}.parquet")
+    pq.write_table(table.replace_schema_metadata(meta), tmp)
+    os.replace(tmp, part_path(work, index))
 
 
 def done_parts(work: Path) -> set[int]:
-    return {int(p.name[5:13]) for p in work.glob("part-*.parquet")}
+    """Indices of the parts that are complete; an unreadable part is removed and redone."""
+    done = set()
+    for path in work.glob("part-*.parquet"):
+        try:
+            pq.read_metadata(path)
+        except (pa.ArrowInvalid, OSError):
+            path.unlink()
+            continue
+        done.add(int(path.name[5:13]))
+    return done
 
 
 def read_parts(work: Path, count: int) -> Iterator[pa.Table]:
     for i in range(count):
-        yield pq.read_table(work / f"part-{i:08d}.parquet")
+        table = pq.read_table(part_path(work, i))
+        yield table.replace_schema_metadata(_without_errors(table.schema.metadata))
 
 
-def output_format(output: Path, default: FileFormat) -> FileFormat | None:
-    """The format of a single output file, or None for a folder of part files."""
-    return format_of(output) if output.suffix else None
+def _without_errors(meta: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None:
+    if not meta:
+        return None
+    rest = {k: v for k, v in meta.items() if k != ERRORS_KEY and k != b"ARROW:schema"}
+    return rest or None
 
 
 def assemble(work: Path, count: int, output: Path, fmt: FileFormat | None,
@@ -56,7 +79,7 @@ def assemble(work: Path, count: int, output: Path, fmt: FileFormat | None,
     if fmt is None:
         return _assemble_dir(work, count, output, dir_format)
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    rows = _write_file(tmp, fmt, (t for t in read_parts(work, count)))
+    rows = _write_file(tmp, fmt, read_parts(work, count))
     os.replace(tmp, output)
     return rows
 
@@ -89,7 +112,7 @@ def _write_file(path: Path, fmt: FileFormat, tables: Iterable[pa.Table]) -> int:
                     schema = table.schema
                     writer = (pq.ParquetWriter(handle, schema) if fmt is FileFormat.PARQUET
                               else pacsv.CSVWriter(handle, schema))
-                writer.write_table(table.cast(schema))
+                writer.write_table(table if table.schema == schema else table.cast(schema))
             rows += table.num_rows
         if writer is not None:
             writer.close()
@@ -113,8 +136,11 @@ def merge_errors(work: Path, count: int, path: Path) -> int:
     n = 0
     with tmp.open("wb") as out:
         for i in range(count):
-            data = (work / f"errors-{i:08d}.jsonl").read_bytes()
+            meta = pq.read_schema(part_path(work, i)).metadata or {}
+            data = meta.get(ERRORS_KEY, b"")
             n += data.count(b"\n")
             out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
     return n

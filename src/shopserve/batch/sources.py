@@ -100,6 +100,15 @@ class InputSet:
                 index, start = index + 1, start + batch.num_rows
 
 
+def check_columns(inputs: InputSet, needed: list[str]) -> None:
+    """A ``UsageError`` naming the first file that lacks a needed column, before any work."""
+    for path, names in zip(inputs.files, inputs.columns(), strict=True):
+        missing = [c for c in needed if c not in names]
+        if missing:
+            raise UsageError(f"{path}: missing column(s) {missing} needed by the model or "
+                             f"the job; the file has {names}")
+
+
 def _columns(path: Path, fmt: FileFormat) -> list[str]:
     try:
         if fmt is FileFormat.PARQUET:
@@ -185,6 +194,9 @@ def _rebatch(
     marks: dict[int, str] = {}
     held = 0
     for batch, bad in source:
+        if not pending and batch.num_rows == size:  # the common case: no copy at all
+            yield batch, bad
+            continue
         marks.update({held + i: reason for i, reason in bad.items()})
         pending.append(batch)
         held += batch.num_rows
