@@ -1,7 +1,101 @@
-"""`shopserve drill`: the command-line face of shopserve.drill."""
+"""`shopserve drill`: the command-line face of shopserve.drill (plan, list, run, report)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from shopserve.errors import UsageError
+
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("list")
+def list_drills() -> None:
+    """The built-in catalogue of drills."""
+    from shopserve.drill.catalogue import catalogue
+
+    for entry in catalogue():
+        faults = ", ".join(f.type.value for f in entry.drill.shopserve.faults) or "no fault"
+        typer.echo(f"{entry.name:<22} {faults:<20} {entry.drill.title}")
+
+
+@app.command("plan")
+def plan(
+    drill: Annotated[str, typer.Argument(help="Drill file, or a catalogue name.")],
+    target: Annotated[str, typer.Option(help="Service URL shown in the plan.")] = "(the target)",
+) -> None:
+    """Dry run: what the drill will do, to what, for how long, and how it is undone."""
+    from shopserve.drill.catalogue import resolve
+    from shopserve.drill.plan import plan_lines
+    from shopserve.drill.spec import load_drill
+
+    typer.echo("\n".join(plan_lines(load_drill(resolve(drill)), target)))
+
+
+@app.command("run")
+def run(
+    drill: Annotated[str, typer.Argument(help="Drill file, or a catalogue name.")],
+    target: Annotated[str | None, typer.Option(help="URL of a running service.")] = None,
+    deployment: Annotated[Path | None, typer.Option(
+        help="Deployment file: the drill starts it, and stops it after.")] = None,
+    admin_token: Annotated[str | None, typer.Option(envvar="SHOPSERVE_ADMIN_TOKEN")] = None,
+    home: Annotated[Path | None, typer.Option(envvar="SHOPSERVE_HOME",
+                                              help="Registry home of the target.")] = None,
+    journal: Annotated[Path, typer.Option(help="Where to write the journal.")] = Path(
+        "journal.json"),
+    report: Annotated[Path | None, typer.Option(help="Also write the HTML report here.")] = None,
+) -> int:
+    """Run a drill; exit 0 passed, 3 deviated, 4 a rollback failed."""
+    from shopserve.drill.catalogue import resolve
+    from shopserve.drill.deployment import OwnedDeployment
+    from shopserve.drill.journal import write_journal
+    from shopserve.drill.runner import DrillRunner
+    from shopserve.drill.spec import load_drill
+    from shopserve.drill.target import DrillTarget
+
+    if (target is None) == (deployment is None):
+        raise UsageError("give exactly one of --target URL or --deployment FILE")
+    spec = load_drill(resolve(drill))
+    owned = None
+    if deployment is not None:
+        from shopserve.serve.spec import load_deployment
+
+        data = load_deployment(deployment).model_dump(mode="json", exclude_none=True)
+        owned = OwnedDeployment(data)
+        where = owned.start()
+    else:
+        assert target is not None
+        where = DrillTarget(url=target, admin_token=admin_token, home=home)
+    try:
+        result = DrillRunner(spec, where).run()
+    finally:
+        if owned is not None:
+            owned.stop()
+    write_journal(result, journal)
+    ext = result["extensions"][0]
+    if report is not None:
+        from shopserve.drill.report import write_report
+
+        write_report(result, report)
+    for check in ext["checks"]:
+        typer.echo(f"{'PASS' if check['ok'] else 'FAIL'}  {check['name']}: {check['observed']} "
+                   f"(expected {check['expected']})")
+    typer.echo(f"verdict: {ext['verdict']} (journal {journal})")
+    return int(ext["exit_code"])
+
+
+@app.command("report")
+def report(
+    journal: Annotated[Path, typer.Argument(help="Journal JSON written by `drill run`.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+) -> None:
+    """Render a journal as one self-contained HTML page."""
+    from shopserve.drill.journal import read_journal
+    from shopserve.drill.report import write_report
+
+    out = output or journal.with_suffix(".html")
+    write_report(read_journal(journal), out)
+    typer.echo(f"report written to {out}")

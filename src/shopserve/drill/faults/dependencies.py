@@ -1,0 +1,93 @@
+"""Faults on what the service depends on: its Redis cache or its network path (through the fault
+proxy), and its capacity (a flash-sale spike of the drill's own load)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shopserve.drill.faults.base import Fault, FaultContext
+from shopserve.drill.proxy import FaultProxy, ProxyFaultSettings
+from shopserve.drill.results import Check
+from shopserve.drill.spec import ProxyMode
+from shopserve.drill.target import DrillTarget
+from shopserve.errors import UsageError
+
+
+class ProxyImpairment(Fault):
+    needs_admin = False
+
+    def _proxy(self, target: DrillTarget) -> FaultProxy:
+        if self.spec.between == "service":
+            proxy = target.service_proxy
+            if proxy is None:
+                raise UsageError("a fault between the clients and the service needs the drill's "
+                                 "service proxy; it is started for every proxy fault")
+        else:
+            proxy = target.redis_proxy
+            if proxy is None:
+                raise UsageError("a Redis fault needs --deployment with cache.redis_url set: the "
+                                 "drill routes the service's Redis through its fault proxy")
+        assert isinstance(proxy, FaultProxy)
+        return proxy
+
+    def settings(self) -> ProxyFaultSettings:
+        s = self.spec
+        return ProxyFaultSettings(s.mode, s.delay_ms, s.jitter_ms, s.share)
+
+    def describe(self) -> str:
+        s = self.spec
+        extra = f" {s.delay_ms:g}±{s.jitter_ms:g} ms" if s.mode is ProxyMode.DELAY else ""
+        between = "the clients and the service" if s.between == "service" \
+            else "the service and Redis"
+        return f"{s.mode.value}{extra} on {s.share:.0%} of the traffic between {between}"
+
+    def how_undone(self) -> str:
+        return "the fault proxy goes back to passing bytes through untouched"
+
+    def check_target(self, target: DrillTarget) -> None:
+        self._proxy(target)
+
+    def inject(self, ctx: FaultContext) -> None:
+        self._proxy(ctx.target).set_fault(self.settings())
+
+    def undo(self, ctx: FaultContext) -> None:
+        self._proxy(ctx.target).set_fault(None)
+
+
+class RedisOutage(ProxyImpairment):
+    def settings(self) -> ProxyFaultSettings:
+        return ProxyFaultSettings(ProxyMode.DOWN)
+
+    def _proxy(self, target: DrillTarget) -> FaultProxy:
+        if target.redis_proxy is None:
+            raise UsageError("redis-outage needs --deployment with cache.redis_url set: the drill "
+                             "routes the service's Redis through its fault proxy")
+        assert isinstance(target.redis_proxy, FaultProxy)
+        return target.redis_proxy
+
+    def describe(self) -> str:
+        return "Redis unreachable: every connection to it reset, new ones refused"
+
+
+class Overload(Fault):
+    needs_admin = False
+
+    def describe(self) -> str:
+        return f"flash-sale spike: the load's rate × {self.spec.multiplier:g}"
+
+    def how_undone(self) -> str:
+        return "the load goes back to its normal rate"
+
+    def inject(self, ctx: FaultContext) -> None:
+        ctx.rate_multiplier[0] = float(self.spec.multiplier)
+
+    def undo(self, ctx: FaultContext) -> None:
+        ctx.rate_multiplier[0] = 1.0
+
+    def checks(self, ctx: FaultContext, windows: dict[str, Any]) -> list[Check]:
+        if self.spec.max_reject_ms is None:
+            return []
+        p99 = windows["fault"].get("rejected_p99_ms")
+        ok = p99 is None or p99 <= self.spec.max_reject_ms
+        return [Check("excess requests are rejected fast", ok, p99,
+                      f"p99 of rejected requests ≤ {self.spec.max_reject_ms} ms")]
