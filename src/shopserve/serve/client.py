@@ -79,8 +79,8 @@ class Client(_Base):
         super().__init__(base_url, timeout_s, retries, backoff_s, admin_token)
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
 
-    def request(self, method: str, path: str, json: Any = None) -> Any:
-        attempt = 0
+    def request(self, method: str, path: str, json: Any = None, retry: bool = True) -> Any:
+        attempt = 0 if retry else self.retries
         while True:
             try:
                 response = self.http.request(method, path, json=json, headers=self.headers)
@@ -122,8 +122,11 @@ class Client(_Base):
             return False
 
     def admin(self, action: str, **body: Any) -> dict[str, Any]:
+        """An admin action; long ones (deploy, rollback, drain) answer 202 and run on: poll
+        ``admin("status")`` until its ``job`` is None."""
         method = "GET" if action == "status" else "POST"
-        return dict(self.request(method, f"/admin/{action}", body if body else None))
+        return dict(self.request(method, f"/admin/{action}", body if body else None,
+                                 retry=method == "GET"))
 
     def close(self) -> None:
         self.http.close()

@@ -30,7 +30,27 @@ class ControlApi:
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
         self.lock = asyncio.Lock()
-        self.history: dict[str, list[str]] = {m.endpoint: [m.ref] for m in sup.spec.models}
+        self.history = {name: [ref] for name, ref in sup.resolved_refs().items()}
+        self.job: asyncio.Task[Any] | None = None
+        self.job_name = ""
+
+    def start_job(self, name: str, coro: Any) -> Response:
+        """Long actions (rolling replicas) run here, not in the request: the replica that
+        forwarded the call may itself be replaced before they finish."""
+        if self.job is not None and not self.job.done():
+            coro.close()
+            raise ConflictError(f"{self.job_name!r} is still running; try again when it is done")
+
+        async def run() -> None:
+            try:
+                await coro
+                self.save(f"{name}: done")
+            except Exception as exc:
+                self.save(f"{name}: failed: {exc}")
+
+        self.job_name = name
+        self.job = asyncio.get_running_loop().create_task(run())
+        return json_response({"job": name, "status": "started"}, 202)
 
     @property
     def state(self) -> ControlState:
@@ -55,7 +75,9 @@ class ControlApi:
         return data
 
     async def status(self, request: Request) -> Response:
+        running = self.job_name if self.job is not None and not self.job.done() else None
         return json_response({"port": self.sup.port, "state": self.state.model_dump(),
+                              "job": running,
                               "replicas": [{"slot": r.slot, "zone": r.zone, "pid": r.process.pid,
                                             "state": r.state.value}
                                            for r in self.sup.replicas.values()]})
@@ -65,7 +87,8 @@ class ControlApi:
         name, ref = data.get("model"), data.get("ref")
         if not isinstance(name, str) or not isinstance(ref, str):
             raise InputError("deploy needs 'model' (endpoint name) and 'ref' (e.g. ctr@4)")
-        return json_response(await self.roll(name, ref))
+        resolved = Registry.open(self.sup.spec.home).get(ref).ref  # unknown refs fail now
+        return self.start_job(f"deploy {name} {resolved}", self.roll(name, resolved))
 
     async def roll(self, name: str, ref: str) -> dict[str, Any]:
         """Every replica replaced in turn by one serving ``ref``; back to the old on failure."""
@@ -104,9 +127,12 @@ class ControlApi:
             self.save(f"rollback {name}: canary weight 0", canary_weights=weights)
         if len(self.history[name]) > 1:
             previous = self.history[name][-2]
-            result = await self.roll(name, previous)
-            self.history[name] = [*self.history[name][:-2], previous]
-            return json_response({**result, "rolled_back": True})
+
+            async def back() -> None:
+                await self.roll(name, previous)
+                self.history[name] = [*self.history[name][:-3], previous]
+
+            return self.start_job(f"rollback {name} {previous}", back())
         return json_response({"model": name, "rolled_back": True, "state": self.state.model_dump()})
 
     async def drain(self, request: Request) -> Response:
@@ -116,11 +142,12 @@ class ControlApi:
         if not slots:
             raise InputError(f"drain needs 'slot' (0..{len(self.sup.replicas) - 1}) or 'zone' "
                              f"({sorted(set(self.sup.spec.zones))})")
-        async with self.lock:
-            for slot in slots:
-                await self.sup.replace(slot)
-        self.save(f"drained and replaced slots {slots}")
-        return json_response({"drained": slots})
+        async def replace() -> None:
+            async with self.lock:
+                for slot in slots:
+                    await self.sup.replace(slot)
+
+        return self.start_job(f"drain slots {slots}", replace())
 
     def app(self) -> Starlette:
         async def run(request: Request) -> Response:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from shopserve.errors import UnavailableError
+from shopserve.registry import Registry
 from shopserve.serve import metrics
 from shopserve.serve.spec import DeploymentSpec
 from shopserve.serve.state import ControlState
@@ -75,11 +76,17 @@ class Supervisor:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.spec_path.write_text(self.spec.model_dump_json(), encoding="utf-8")
         if not self.state_path.exists():
-            ControlState().write(self.state_path)
+            # pinned versions: a replica restarted later serves what the others serve, even
+            # if an alias moved in the meantime
+            ControlState(refs=self.resolved_refs()).write(self.state_path)
         for _ in range(self.spec.replicas):
             sock = listen_socket(self.spec.server.host, self.port)
             self.port = sock.getsockname()[1]
             self.slots.append(sock)
+
+    def resolved_refs(self) -> dict[str, str]:
+        registry = Registry.open(self.spec.home)
+        return {m.endpoint: registry.get(m.ref).ref for m in self.spec.models}
 
     def spawn(self, slot: int) -> Replica:
         private = listen_socket("127.0.0.1", 0)
