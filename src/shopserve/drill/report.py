@@ -58,7 +58,8 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def render_report(journal: dict[str, Any]) -> str:
-    ext: dict[str, Any] = next((e for e in journal.get("extensions", []) if e.get("name") == "shopserve"), {})
+    ext: dict[str, Any] = next(
+        (e for e in journal.get("extensions", []) if e.get("name") == "shopserve"), {})
     verdict = str(ext.get("verdict", journal.get("status", "unknown")))
     colour = {"passed": "#188038", "deviated": "#d93025"}.get(verdict, "#b06000")
     title = html.escape(str(journal.get("experiment", {}).get("title", "drill")))

@@ -146,10 +146,11 @@ class DrillRunner:
         await self._undo(fault, ctx)
 
     def _record(self, fault: Fault, started: str, status: str) -> None:
-        record: dict[str, Any] = {"activity": {"type": "action", "name": f"shopserve fault: {fault.name}",
-                               "provider": {"type": "shopserve", **fault.spec.model_dump(
-                                   mode="json")}},
-                  "status": status, "start": started, "end": now_iso(), "output": None}
+        provider = {"type": "shopserve", **fault.spec.model_dump(mode="json")}
+        record: dict[str, Any] = {
+            "activity": {"type": "action", "name": f"shopserve fault: {fault.name}",
+                         "provider": provider},
+            "status": status, "start": started, "end": now_iso(), "output": None}
         if fault.error:
             record["exception"] = [fault.error]
         self.run_records.append(record)

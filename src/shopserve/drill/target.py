@@ -66,6 +66,30 @@ class DrillTarget:
         except httpx.HTTPError as exc:
             raise UnavailableError(f"admin API at {self.url} did not answer: {exc}") from exc
 
+    def admin_job(self, action: str, body: dict[str, Any],
+                  timeout_s: float = 120.0) -> tuple[bool, str]:
+        """Start a long admin action (deploy, drain) and wait for it: (succeeded, its event)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        r = self.admin(action, body)
+        while r.status_code == 409 and "still running" in r.text and time.monotonic() < deadline:
+            time.sleep(0.2)  # another job first: wait for it, as an operator would
+            r = self.admin(action, body)
+        if r.status_code == 200:
+            return True, r.text[:300]
+        if r.status_code != 202:
+            return False, f"{r.status_code} {r.text[:300]}"
+        job = str(r.json().get("job", ""))
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status.get("job") != job:
+                for event in reversed(status.get("state", {}).get("events", [])):
+                    if event.startswith(f"{job}: "):
+                        return event == f"{job}: done", event
+            time.sleep(0.1)
+        raise UnavailableError(f"admin {action} job {job!r} did not finish in {timeout_s} s")
+
     def status(self) -> dict[str, Any]:
         r = self.admin("status", timeout_s=5.0)
         if r.status_code != 200:

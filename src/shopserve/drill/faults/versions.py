@@ -91,8 +91,8 @@ class CorruptArtifact(Fault):
         path.chmod(0o644)
         path.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64])
                          + data[middle + 64:])
-        r = ctx.target.admin("deploy", {"model": self.spec.model, "ref": bad.ref})
-        self.detail.update(deploy_status=r.status_code, deploy_answer=r.text[:300])
+        ok, answer = ctx.target.admin_job("deploy", {"model": self.spec.model, "ref": bad.ref})
+        self.detail.update(deploy_refused=not ok, deploy_answer=answer)
 
     def undo(self, ctx: FaultContext) -> None:
         reg = _registry(ctx.target)
@@ -104,11 +104,11 @@ class CorruptArtifact(Fault):
         wait_replicas(ctx.target, len(ctx.target.replicas()))
 
     def checks(self, ctx: FaultContext, windows: dict[str, Any]) -> list[Check]:
-        status = self.detail.get("deploy_status")
+        refused = self.detail.get("deploy_refused")
         base = self.detail.get("base_version")
         seen = sorted({int(v) for w in windows.values() for v in w.get("versions", {})})
-        return [Check("deploy of the corrupted version refused", status == 409, status,
-                      "409 from POST /admin/deploy"),
+        return [Check("deploy of the corrupted version refused", refused is True,
+                      self.detail.get("deploy_answer"), "the deploy job failed"),
                 Check("the old version keeps serving", seen == [base], seen,
                       f"only version {base} answered")]
 
@@ -148,9 +148,9 @@ class BadCanary(Fault):
 
     def _reload(self, ctx: FaultContext) -> None:
         for replica in sorted(ctx.target.replicas(), key=lambda r: r.slot):
-            r = ctx.target.admin("drain", {"slot": replica.slot})
-            if r.status_code != 200:
-                raise UsageError(f"replacing slot {replica.slot} failed: {r.text[:200]}")
+            ok, answer = ctx.target.admin_job("drain", {"slot": replica.slot})
+            if not ok:
+                raise UsageError(f"replacing slot {replica.slot} failed: {answer}")
 
     def undo(self, ctx: FaultContext) -> None:
         reg = _registry(ctx.target)
