@@ -37,8 +37,7 @@ def run(trainer: CtrTrainer, rows: int) -> dict[str, object]:
         shop = generate_demo_shop(DemoShopSpec(seed=0, ctr_rows=rows))
         parent = train_and_register(ModelKind.RANK, shop, reg, "ctr",
                                     CtrTrainSpec(trainer=trainer))
-        recipes = [r for r in RECIPES if trainer is CtrTrainer.TORCH or "prune" not in r]
-        report = optimize(reg, parent.ref, recipes, QualityBudget(max_auc_drop=0.002),
+        report = optimize(reg, parent.ref, RECIPES, QualityBudget(max_auc_drop=0.002),
                           OptimizeSettings(speed=SpeedSettings(seconds_per_batch=0.2)))
         accepted = report.accepted
         result: dict[str, object] = {

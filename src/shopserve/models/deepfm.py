@@ -65,33 +65,53 @@ def _val_loss(torch: Any, model: Any, valid: Split) -> float:
     return loss
 
 
+def _embedding_penalty(torch: Any, model: Any, cat: Any) -> Any:
+    """Mean squared norm of the factor and linear weights of the categories in the batch."""
+    return (model.emb(cat).pow(2).sum(dim=(1, 2)) + model.lin_cat(cat).pow(2).sum(dim=(1, 2))
+            ).mean()
+
+
 def train_deepfm(spec: CtrTrainSpec, features: FeatureSpec, train: Split,
-                 valid: Split) -> onnx.ModelProto:
-    """Train with Adam, keep the epoch with the best validation loss, export with dynamic batch."""
+                 valid: Split, remap: np.ndarray) -> onnx.ModelProto:
+    """Train with AdamW, L2 on the embeddings a batch uses, and early stopping on the
+    validation loss; export the best epoch with rare buckets answering as missing ones."""
     require("torch", "train")
     try:
         torch: Any = importlib.import_module("torch")  # untyped here: torch stays optional
     except ImportError as exc:  # present but broken install
         raise DependencyError(f"torch cannot be imported: {exc}") from exc
     torch.manual_seed(spec.seed)
+    fm = spec.fm
     model = _build(torch, len(features.numeric), len(features.categorical),
-                   features.total_buckets, max(spec.fm.factors, 1), spec.hidden)
-    opt = torch.optim.Adam(model.parameters(), lr=spec.fm.lr, weight_decay=spec.fm.l2)
+                   features.total_buckets, max(fm.factors, 1), fm.hidden)
+    embeddings = {id(model.emb.weight), id(model.lin_cat.weight)}
+    opt = torch.optim.AdamW([
+        {"params": [p for p in model.parameters() if id(p) not in embeddings],
+         "weight_decay": fm.l2},
+        {"params": [model.emb.weight, model.lin_cat.weight], "weight_decay": 0.0},
+    ], lr=fm.lr)
     dense, cat = torch.from_numpy(train[0]["dense"]), torch.from_numpy(train[0]["cat"])
     y = torch.from_numpy(train[1].astype(np.float32))
     gen = torch.Generator().manual_seed(spec.seed)
     best_state, best = {k: v.clone() for k, v in model.state_dict().items()}, float("inf")
-    for _ in range(spec.fm.epochs):
+    stale = 0
+    for _ in range(fm.epochs):
         order = torch.randperm(len(y), generator=gen)
-        for start in range(0, len(y), spec.fm.batch_size):
-            idx = order[start : start + spec.fm.batch_size]
+        for start in range(0, len(y), fm.batch_size):
+            idx = order[start : start + fm.batch_size]
             loss = torch.nn.functional.binary_cross_entropy(model(dense[idx], cat[idx]), y[idx])
+            loss = loss + fm.l2_embed * _embedding_penalty(torch, model, cat[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
         val = _val_loss(torch, model, valid)
-        if val < best:
-            best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
+        if val < best - 1e-5:
+            best, stale = val, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        elif (stale := stale + 1) >= fm.patience:
+            break
+    best_state["emb.weight"] = best_state["emb.weight"][torch.from_numpy(remap)]
+    best_state["lin_cat.weight"] = best_state["lin_cat.weight"][torch.from_numpy(remap)]
     model.load_state_dict(best_state)
     return export_onnx(torch, model.eval(), len(features.numeric), len(features.categorical))
 

@@ -82,6 +82,19 @@ class FeatureSpec(BaseModel):
         return self.model_copy(update={"numeric": tuple(numeric)})
 
 
+def rare_bucket_remap(spec: FeatureSpec, cat: np.ndarray, min_count: int) -> np.ndarray:
+    """Map of every bucket to itself, except those seen fewer than ``min_count`` times in
+    ``cat`` (training codes), which go to their column's missing bucket: a hashed level too rare
+    to learn from shares the "unknown" weights instead of memorizing a handful of rows.
+    """
+    counts = np.bincount(cat.ravel(), minlength=spec.total_buckets)
+    column_start = np.repeat(spec.offsets, [f.buckets for f in spec.categorical])
+    remap = np.arange(spec.total_buckets, dtype=np.int64)
+    rare = counts < min_count
+    remap[rare] = column_start[rare]
+    return remap
+
+
 def featurize(spec: FeatureSpec, rows: Rows) -> dict[str, np.ndarray]:
     """``{"dense": float32 [n, n_dense], "cat": int64 [n, n_cat]}`` for ``rows``."""
     dense = np.zeros((_num_rows(rows), len(spec.numeric)), dtype=np.float32)

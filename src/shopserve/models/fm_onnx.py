@@ -1,4 +1,4 @@
-"""Writes the numpy factorization machine as an ONNX graph with ``onnx.helper``.
+"""Writes the numpy factorization machine (and its MLP, when it has one) as an ONNX graph.
 
 Inputs ``dense`` float32 [-1, n_dense] and ``cat`` int64 [-1, n_cat]; output ``score`` float32 [-1].
 """
@@ -46,8 +46,26 @@ def _pair_nodes() -> list[onnx.NodeProto]:
     ]
 
 
+def _mlp_nodes(layers: list[np.ndarray]) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Flatten(e) → (MatMul → Add → Relu)* → MatMul → Add: the deep logit ``deep`` [B, 1]."""
+    nodes = [helper.make_node("Flatten", ["e"], ["deep_in"], axis=1)]
+    inits: list[onnx.TensorProto] = []
+    x, n_layers = "deep_in", len(layers) // 2
+    for i in range(n_layers):
+        w, b = f"mlp_w{i}", f"mlp_b{i}"
+        inits += [_const(w, layers[2 * i].astype(np.float32)),
+                  _const(b, layers[2 * i + 1].astype(np.float32))]
+        last = i == n_layers - 1
+        nodes += [helper.make_node("MatMul", [x, w], [f"mlp_mm{i}"]),
+                  helper.make_node("Add", [f"mlp_mm{i}", b], ["deep" if last else f"mlp_z{i}"])]
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"mlp_z{i}"], [f"mlp_h{i}"]))
+            x = f"mlp_h{i}"
+    return nodes, inits
+
+
 def fm_to_onnx(params: FmParams, n_cat: int) -> onnx.ModelProto:
-    """The FM (or logistic regression when it has no factors) as a checked ONNX model."""
+    """The FM (logistic regression with no factors, DeepFM with MLP layers) as ONNX."""
     n_dense, k = params.vd.shape
     inits = [
         _const("w0", params.w0.reshape(1, 1).astype(np.float32)),
@@ -69,6 +87,12 @@ def fm_to_onnx(params: FmParams, n_cat: int) -> onnx.ModelProto:
         nodes += _pair_nodes()
         nodes.append(helper.make_node("Add", ["linear", "pair"], ["logit"]))
         logit = "logit"
+    if k and params.mlp:
+        deep_nodes, deep_inits = _mlp_nodes(params.mlp)
+        nodes += deep_nodes
+        inits += deep_inits
+        nodes.append(helper.make_node("Add", ["logit", "deep"], ["logit_deep"]))
+        logit = "logit_deep"
     nodes += [
         helper.make_node("Reshape", [logit, "flat"], ["logit_flat"]),
         helper.make_node("Sigmoid", ["logit_flat"], ["score"]),
