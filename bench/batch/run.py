@@ -1,28 +1,36 @@
-"""Batch predict speed as ratios measured in one run: 1 and 2 workers against a tight ORT loop.
+"""Batch predict speed and memory, measured in one run on this machine.
 
-Goals (issue 5): one worker >= 0.90 of the tight loop; two workers >= 1.7x one worker.
-Bounded: ``--rows`` (default 200k) keeps it to well under a minute on two cores.
+``speed``: rows/s of 1 and 2 workers against a tight ONNX Runtime loop over in-memory batches,
+with start-up (model load, worker spawn) timed apart from the steady state. Goals (issue 5): one
+worker >= 0.90x the loop; two workers >= 1.7x one worker. ``memory``: peak RSS of a real
+``shopserve batch predict`` process tree streaming a generated input (goal: well under 2 GB
+for 10 million rows). Both print JSON, with the machine's load average, so that numbers from a
+shared machine can be read for what they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "batch"))
-import onnx
 from onnx import TensorProto, helper
 
-from shopserve.batch import PredictJobSpec, run_predict
+from shopserve.batch import BatchSummary, PredictJobSpec, run_predict
 from shopserve.runtime.onnx import OnnxModel
+
+SHOPSERVE = str(Path(sys.executable).with_name("shopserve"))
 
 
 def make_mlp(path: Path, hidden: int) -> Path:
@@ -57,61 +65,132 @@ def make_mlp(path: Path, hidden: int) -> Path:
     return path
 
 
-def tight_loop(model: Path, table: pa.Table, batch_size: int) -> float:
+def write_input(path: Path, rows: int, group: int = 1 << 20) -> None:
+    """``rows`` rows of id, x1, x2 written a row group at a time (never all in memory)."""
+    schema = pa.schema([("id", pa.int64()), ("x1", pa.float64()), ("x2", pa.float64())])
+    rng = np.random.default_rng(0)
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, group):
+            n = min(group, rows - start)
+            writer.write_table(pa.table({"id": np.arange(start, start + n),
+                                         "x1": rng.normal(size=n), "x2": rng.normal(size=n)},
+                                        schema=schema))
+
+
+def tight_loop(model: Path, src: Path, batch_size: int) -> dict[str, float]:
+    """The same session settings, called back to back on float32 arrays already in memory."""
+    started = time.perf_counter()
     session = OnnxModel(model)
+    loaded = time.perf_counter()
+    table = pq.read_table(src, columns=["x1", "x2"])
     x1 = table["x1"].to_numpy().astype(np.float32).reshape(-1, 1)
     x2 = table["x2"].to_numpy().astype(np.float32).reshape(-1, 1)
-    started = time.perf_counter()
+    begin = time.perf_counter()
     for i in range(0, len(x1), batch_size):
         session.run({"x1": x1[i : i + batch_size], "x2": x2[i : i + batch_size]}, check=False)
-    return len(x1) / (time.perf_counter() - started)
+    seconds = time.perf_counter() - begin
+    return {"rows_per_s": len(x1) / seconds, "startup_s": loaded - started, "seconds": seconds}
 
 
-def job(model: Path, src: Path, out: Path, workers: int, batch_size: int) -> float:
-    spec = PredictJobSpec(
-        model=str(model),
-        input=src,
-        output=out,
-        workers=workers,
-        batch_size=batch_size,
-        overwrite=True,
-    )
-    with open("/dev/null", "w") as quiet:
-        summary = run_predict(spec, stream=quiet)
-    return summary.rows / summary.seconds
+def job(model: Path, src: Path, out: Path, workers: int, batch_size: int) -> dict[str, float]:
+    spec = PredictJobSpec(model=str(model), input=src, output=out, workers=workers,
+                          batch_size=batch_size, id_column="id", overwrite=True)
+    with open(os.devnull, "w") as quiet:
+        summary: BatchSummary = run_predict(spec, stream=quiet)
+    return {"rows_per_s": summary.rows / summary.seconds,
+            "steady_rows_per_s": summary.scored_rows / summary.scoring_seconds,
+            "startup_s": summary.startup_seconds, "scoring_s": summary.scoring_seconds,
+            "publish_s": summary.publish_seconds, "seconds": summary.seconds}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--hidden", type=int, default=512)
-    args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    table = pa.table({"x1": rng.normal(size=args.rows), "x2": rng.normal(size=args.rows)})
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = make_mlp(root / "model.onnx", args.hidden)
         src = root / "in.parquet"
-        pq.write_table(table, src)
-        loop = tight_loop(model, table, args.batch_size)
+        write_input(src, args.rows)
+        before = machine()
+        loop = tight_loop(model, src, args.batch_size)
         one = job(model, src, root / "one.parquet", 1, args.batch_size)
         two = job(model, src, root / "two.parquet", 2, args.batch_size)
-    print(
-        json.dumps(
-            {
-                "rows": args.rows,
-                "batch_size": args.batch_size,
-                "hidden": args.hidden,
-                "tight_loop_rows_per_s": round(loop),
-                "one_worker_rows_per_s": round(one),
-                "two_workers_rows_per_s": round(two),
-                "one_worker_vs_loop": round(one / loop, 3),
-                "two_vs_one_worker": round(two / one, 3),
-            },
-            indent=2,
-        )
-    )
+    rounded = {k: {n: round(v, 3) for n, v in d.items()}
+               for k, d in (("tight_loop", loop), ("one_worker", one), ("two_workers", two))}
+    return {
+        "rows": args.rows, "batch_size": args.batch_size, "hidden": args.hidden,
+        "machine_before": before, "machine_after": machine(), **rounded,
+        "steady": {"one_worker_vs_loop": round(one["steady_rows_per_s"] / loop["rows_per_s"], 3),
+                   "two_vs_one_worker": round(two["steady_rows_per_s"]
+                                              / one["steady_rows_per_s"], 3)},
+        "with_startup": {"one_worker_vs_loop": round(one["rows_per_s"] / loop["rows_per_s"], 3),
+                         "two_vs_one_worker": round(two["rows_per_s"] / one["rows_per_s"], 3)},
+    }
+
+
+def peak_rss(command: list[str], limit_s: float) -> tuple[int, float, int]:
+    """Peak resident memory (bytes) of ``command`` and its children, its seconds and exit code."""
+    started = time.monotonic()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    top = psutil.Process(proc.pid)
+    peak = 0
+    try:
+        while proc.poll() is None:
+            if time.monotonic() - started > limit_s:
+                raise TimeoutError(f"{command[:3]} ran past {limit_s}s")
+            try:
+                tree = [top, *top.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree))
+            except psutil.Error:
+                pass  # a child ended between the listing and the read
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return peak, time.monotonic() - started, proc.returncode
+
+
+def memory(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        root = Path(tmp)
+        model = make_mlp(root / "model.onnx", args.hidden)
+        src = root / "in.parquet"
+        write_input(src, args.rows)
+        command = [SHOPSERVE, "batch", "predict", "--model", str(model), "--input", str(src),
+                   "--output", str(root / "out.parquet"), "--id-column", "id",
+                   "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
+        before = machine()
+        peak, seconds, code = peak_rss(command, args.limit_s)
+        written = pq.ParquetFile(root / "out.parquet").metadata.num_rows if code == 0 else 0
+    return {"rows": args.rows, "workers": args.workers, "batch_size": args.batch_size,
+            "hidden": args.hidden, "exit_code": code, "rows_written": written,
+            "peak_rss_mb": round(peak / 2**20, 1), "seconds": round(seconds, 1),
+            "machine_before": before, "machine_after": machine()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", nargs="?", choices=("speed", "memory"), default="speed")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="default 400k (speed) or 10M (memory)")
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--hidden", type=int, default=None, help="default 512 (speed), 16 (memory)")
+    parser.add_argument("--workers", type=int, default=1, help="memory mode only")
+    parser.add_argument("--limit-s", type=float, default=900.0, help="memory mode only")
+    parser.add_argument("--tmp", type=Path, default=None, help="where the inputs are written")
+    args = parser.parse_args()
+    if args.mode == "speed":
+        args.rows = args.rows or 400_000
+        args.hidden = args.hidden or 512
+        result = speed(args)
+    else:
+        args.rows = args.rows or 10_000_000
+        args.hidden = args.hidden or 16
+        result = memory(args)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

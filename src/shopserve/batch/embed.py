@@ -181,7 +181,7 @@ def _write_catalog(result: RunResult, out: Path) -> np.ndarray:
     at = 0
     with pq.ParquetWriter(out / "catalog.parquet", schema) as writer:
         for i in range(result.chunks):
-            table = pq.read_table(part_path(result.work, i))
+            table = pq.ParquetFile(part_path(result.work, i)).read()
             n = table.num_rows
             flat = table.column(EMBEDDING).combine_chunks().flatten().to_numpy()
             vectors[at : at + n] = flat.reshape(n, dim)

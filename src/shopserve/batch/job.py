@@ -147,7 +147,7 @@ def _metrics(spec: PredictJobSpec, result: RunResult, source: PredictorSource,
     labels, scores, groups = [], [], []
     id_name = spec.id_column or "row"
     for i in range(result.chunks):
-        table = pq.read_table(part_path(result.work, i))
+        table = pq.ParquetFile(part_path(result.work, i)).read()
         outputs = [n for n in table.schema.names
                    if n not in (id_name, spec.label_column, spec.group_column)]
         if table.num_rows == 0 or not outputs:

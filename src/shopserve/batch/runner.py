@@ -18,7 +18,7 @@ import orjson
 from shopserve.batch.engines import Engine, InlineEngine, ProcessEngine
 from shopserve.batch.progress import ProgressReporter
 from shopserve.batch.scoring import ChunkScorer, ScorerSource
-from shopserve.batch.sinks import assemble, atomic_write_bytes, done_parts, merge_errors
+from shopserve.batch.sinks import atomic_write_bytes, done_parts, publish
 from shopserve.batch.sources import Chunk, FileFormat
 from shopserve.errors import ConflictError
 
@@ -117,9 +117,9 @@ def run_parts(settings: RunSettings, source: ScorerSource,
     count = seen["count"]
     if settings.output.exists():
         shutil.rmtree(settings.output) if settings.output.is_dir() else settings.output.unlink()
-    rows = assemble(work, count, settings.output, settings.out_format, settings.dir_format)
     errors_path = work_paths(settings.output)[1]
-    bad_rows = merge_errors(work, count, errors_path)
+    rows, bad_rows = publish(work, count, settings.output, settings.out_format,
+                             settings.dir_format, errors_path)
     return RunResult(work=work, errors_path=errors_path, rows=rows, bad_rows=bad_rows,
                      chunks=count, resumed_chunks=len(already & set(range(count))),
                      scored_rows=progress.done - progress.resumed,

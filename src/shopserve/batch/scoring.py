@@ -46,12 +46,13 @@ def read_types(predictor: Predictor, cols: ChunkColumns) -> dict[str, pa.DataTyp
     return types
 
 
-def _conform(batch: pa.RecordBatch, types: dict[str, pa.DataType],
-             bad: dict[int, str]) -> pa.RecordBatch:
+def _conform(batch: pa.RecordBatch, types: dict[str, pa.DataType], bad: dict[int, str],
+             as_is: tuple[str | None, ...] = ()) -> pa.RecordBatch:
+    """The columns of ``types``, converted; ``as_is`` columns (ids, groups) keep their type."""
     arrays = []
     for name, target in types.items():
         column = batch.column(name)
-        if column.type != target:
+        if column.type != target and name not in as_is:
             column = _cast(name, column, target, bad)
         arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, names=list(types))
@@ -124,7 +125,9 @@ def score_chunk(predictor: Predictor, chunk: Chunk, cols: ChunkColumns,
                 types: dict[str, pa.DataType] | None = None) -> ScoredChunk:
     types = types or read_types(predictor, cols)
     bad = dict(chunk.bad)
-    batch = _conform(chunk.batch, types, bad)
+    needs = predictor.needs
+    as_is = tuple(c for c in (cols.id_column, cols.group_column) if c and c not in needs)
+    batch = _conform(chunk.batch, types, bad, as_is)
     if cols.label_column:
         _mark_nulls(batch, cols.label_column, bad)
     keep = np.ones(batch.num_rows, dtype=bool)

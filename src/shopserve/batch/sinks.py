@@ -60,39 +60,43 @@ def done_parts(work: Path) -> set[int]:
     return done
 
 
-def read_parts(work: Path, count: int) -> Iterator[pa.Table]:
-    for i in range(count):
-        table = pq.read_table(part_path(work, i))
-        yield table.replace_schema_metadata(_without_errors(table.schema.metadata))
+def read_part(path: Path) -> tuple[pa.Table, bytes]:
+    """A part's rows and its bad rows (JSON Lines), in one read of the file."""
+    table = pq.ParquetFile(path).read()
+    meta = table.schema.metadata or {}
+    rest = {k: v for k, v in meta.items() if k != ERRORS_KEY}
+    return table.replace_schema_metadata(rest or None), meta.get(ERRORS_KEY, b"")
 
 
-def _without_errors(meta: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None:
-    if not meta:
-        return None
-    rest = {k: v for k, v in meta.items() if k != ERRORS_KEY and k != b"ARROW:schema"}
-    return rest or None
-
-
-def assemble(work: Path, count: int, output: Path, fmt: FileFormat | None,
-             dir_format: FileFormat) -> int:
-    """Join the parts in order under ``output`` (file or folder); returns rows written."""
-    if fmt is None:
-        return _assemble_dir(work, count, output, dir_format)
+def publish(work: Path, count: int, output: Path, fmt: FileFormat | None,
+            dir_format: FileFormat, errors_path: Path) -> tuple[int, int]:
+    """Join the parts in order under ``output`` (one file, or a folder of parts when ``fmt`` is
+    None) and their bad rows into ``errors_path``; both atomic. Returns (rows, bad rows)."""
+    tmp_errors = errors_path.with_name(f".{errors_path.name}.tmp-{os.getpid()}")
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    rows = _write_file(tmp, fmt, read_parts(work, count))
-    os.replace(tmp, output)
-    return rows
+    bad = 0
+    with tmp_errors.open("wb") as errors:
 
+        def tables() -> Iterator[pa.Table]:
+            nonlocal bad
+            for i in range(count):
+                table, lines = read_part(part_path(work, i))
+                bad += lines.count(b"\n")
+                errors.write(lines)
+                yield table
 
-def _assemble_dir(work: Path, count: int, output: Path, fmt: FileFormat) -> int:
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    rows = 0
-    for i, table in enumerate(read_parts(work, count)):
-        rows += _write_file(tmp / f"part-{i:05d}.{fmt.value}", fmt, [table])
+        if fmt is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            rows = sum(_write_file(tmp / f"part-{i:05d}.{dir_format.value}", dir_format, [t])
+                       for i, t in enumerate(tables()))
+        else:
+            rows = _write_file(tmp, fmt, tables())
+        errors.flush()
+        os.fsync(errors.fileno())
     os.replace(tmp, output)
-    return rows
+    os.replace(tmp_errors, errors_path)
+    return rows, bad
 
 
 def _write_file(path: Path, fmt: FileFormat, tables: Iterable[pa.Table]) -> int:
@@ -128,19 +132,3 @@ def _write_empty(handle: object, fmt: FileFormat, schema: pa.Schema) -> None:
         pq.write_table(schema.empty_table(), handle)
     else:
         pacsv.write_csv(schema.empty_table(), handle)
-
-
-def merge_errors(work: Path, count: int, path: Path) -> int:
-    """All chunks' bad rows, in row order, as one JSON Lines file (atomic)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    n = 0
-    with tmp.open("wb") as out:
-        for i in range(count):
-            meta = pq.read_schema(part_path(work, i)).metadata or {}
-            data = meta.get(ERRORS_KEY, b"")
-            n += data.count(b"\n")
-            out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    return n
