@@ -75,14 +75,15 @@ def export_encoder(cache_dir: Path) -> ExportedEncoder:
     return ExportedEncoder(graph, tok, diff)
 
 
-def _load_torch_encoder() -> Any:
+def load_torch_encoder(attention: str = "eager") -> Any:
+    """The torch encoder (mean pooling, L2 norm) with the given attention implementation."""
     require("torch", "train")
     require("transformers", "train")
     import torch
     from transformers import AutoModel
 
     # Eager attention exports as plain MatMul/Softmax, which ORT's optimizer fuses; SDPA does not.
-    bert = AutoModel.from_pretrained(str(source_dir()), attn_implementation="eager").eval()
+    bert = AutoModel.from_pretrained(str(source_dir()), attn_implementation=attention).eval()
 
     class PooledEncoder(torch.nn.Module):
         def __init__(self) -> None:
@@ -112,7 +113,7 @@ def torch_encode(model: Any, feed: dict[str, np.ndarray]) -> np.ndarray:
 def _export_graph(path: Path) -> None:
     import torch
 
-    model = _load_torch_encoder()
+    model = load_torch_encoder()
     tok = QueryTokenizer(source_dir() / "tokenizer.json", max_tokens=32)
     sample = tok(list(PARITY_TEXTS[:3]))  # padded rows, so the mask path is traced
     args = tuple(torch.from_numpy(sample[name]) for name in ENCODER_INPUTS)
@@ -132,7 +133,7 @@ def _export_graph(path: Path) -> None:
 
 def check_parity(graph: Path, tokenizer: Path) -> float:
     """Largest |torch - onnx| on padded batches of two shapes; ``IntegrityError`` past tolerance."""
-    model = _load_torch_encoder()
+    model = load_torch_encoder()
     session = OnnxModel(graph)
     worst = 0.0
     for texts, max_tokens in ((list(PARITY_TEXTS), 32), (list(PARITY_TEXTS[:2]), 8)):
