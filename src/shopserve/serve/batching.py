@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +41,8 @@ class Batcher(Generic[P, R]):
         self.queue_limit = queue_limit
         self.on_batch = on_batch
         self.waiting = 0  # rows queued, not yet running
-        self._queue: asyncio.Queue[_Item[P, R]] = asyncio.Queue()
+        self._items: deque[_Item[P, R]] = deque()
+        self._wake: asyncio.Future[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopserve-batch")
         self._task: asyncio.Task[None] | None = None
 
@@ -50,36 +52,45 @@ class Batcher(Generic[P, R]):
             raise OverloadedError(
                 f"queue full ({self.waiting} rows waiting, limit {self.queue_limit})",
                 retry_after_s=max(self.max_delay_s * 4, 0.05))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self.waiting += size
-        self._queue.put_nowait(_Item(payload, size, deadline, future))
-        # a timer instead of wait_for: no extra task per request
         loop = asyncio.get_running_loop()
-        timer = loop.call_at(loop.time() + max(deadline - time.monotonic(), 0.0), _fail, future,
-                             DeadlineExceededError("the request's deadline passed before the "
-                                                   "model answered", retry_after_s=0.1))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._loop())
+        future: asyncio.Future[R] = loop.create_future()
+        self.waiting += size
+        self._items.append(_Item(payload, size, deadline, future))
+        wake = self._wake
+        if wake is not None and not wake.done() and (
+                len(self._items) == 1 or self.waiting >= self.max_batch_size):
+            wake.set_result(None)
+        # a timer instead of wait_for: no extra task per request
+        timer = loop.call_at(loop.time() + max(deadline - time.monotonic(), 0.0), _expire,
+                             future)
         try:
             return await future
         finally:
             timer.cancel()
 
+    async def _sleep(self, timeout: float | None) -> None:
+        """Until a request arrives (or the batch is full), or ``timeout`` seconds pass."""
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _succeed, wake, None)
+        try:
+            await wake
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._wake = None
+
     async def _collect(self) -> tuple[list[_Item[P, R]], int]:
-        batch = [await self._queue.get()]
-        rows = batch[0].size
-        until = time.monotonic() + self.max_delay_s
-        while rows < self.max_batch_size:
-            if self._queue.empty():
-                left = until - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), left)
-                except TimeoutError:
-                    break
-            else:
-                item = self._queue.get_nowait()
+        while not self._items:
+            await self._sleep(None)
+        if self.max_delay_s > 0 and self.waiting < self.max_batch_size:
+            await self._sleep(self.max_delay_s)
+        batch: list[_Item[P, R]] = []
+        rows = 0
+        while self._items and (not batch or rows + self._items[0].size <= self.max_batch_size):
+            item = self._items.popleft()
             batch.append(item)
             rows += item.size
         return batch, rows
@@ -142,6 +153,11 @@ class Batcher(Generic[P, R]):
 def _succeed(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    _fail(future, DeadlineExceededError("the request's deadline passed before the model "
+                                        "answered", retry_after_s=0.1))
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:

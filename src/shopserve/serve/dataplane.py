@@ -121,7 +121,6 @@ class DataPlane:
                 raise
             return Answer(fallback[1], model, version, fallback=fallback[0])
         self._remember(endpoint, key, result)
-        self._score(endpoint, runner, op, result)
         self._mirror(endpoint, op, payload, size, result)
         return Answer(result, model, version)
 
@@ -184,12 +183,6 @@ class DataPlane:
         if source is not None:
             metrics.FALLBACKS.labels(endpoint.name, source[0]).inc()
         return source
-
-    def _score(self, endpoint: Endpoint, runner: VersionRunner, op: str, result: Any) -> None:
-        if op == "rank" and result:
-            version = str(runner.model.version)
-            metrics.SCORES.labels(endpoint.name, version).inc(float(sum(result)))
-            metrics.SCORED.labels(endpoint.name, version).inc(len(result))
 
     def _mirror(self, endpoint: Endpoint, op: str, payload: Any, size: int, result: Any) -> None:
         shadow = endpoint.shadow

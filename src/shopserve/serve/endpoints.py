@@ -36,6 +36,8 @@ class VersionRunner:
         self._calls = metrics.VERSION_CALLS.labels(endpoint, version)
         self._errors = metrics.VERSION_ERRORS.labels(endpoint, version)
         self._seconds = metrics.VERSION_SECONDS.labels(endpoint, version)
+        self._score_sum = metrics.SCORES.labels(endpoint, version)
+        self._scored = metrics.SCORED.labels(endpoint, version)
         for op, run in self._ops().items():
             self.batchers[op] = Batcher(
                 self._timed(run), spec.batching.max_batch_size,
@@ -68,6 +70,8 @@ class VersionRunner:
     def _rank(self, payloads: list[list[dict[str, Any]]]) -> list[list[float]]:
         rows = [row for rows in payloads for row in rows]
         scores = self.model.rank(rows)
+        self._score_sum.inc(float(sum(scores)))  # once per batch, for the canary guard
+        self._scored.inc(len(scores))
         out, pos = [], 0
         for rows in payloads:
             out.append(scores[pos:pos + len(rows)])

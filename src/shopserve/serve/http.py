@@ -48,13 +48,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    first = await request.receive()  # the common case: the whole body in one message
+    if first["type"] == "http.request" and not first.get("more_body", False):
+        body: bytes = first.get("body", b"")
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
+        return body
+    chunks, size = [first.get("body", b"")], len(first.get("body", b""))
+    if first["type"] != "http.request":
+        raise InputError("the client went away before sending its body")
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise InputError("the client went away before sending its whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -92,11 +105,13 @@ class DomainRoutes:
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
         self.limit = plane.spec.server.max_body_bytes
+        self.defaults = {op: [n for n, e in plane.endpoints.items() if e.kind.value == op]
+                         for op in ("rank", "search", "recommend")}
 
     def _model(self, data: dict[str, Any], op: str) -> str:
         name = data.get("model")
         if name is None:
-            names = [n for n, e in self.plane.endpoints.items() if e.kind.value == op]
+            names = self.defaults[op]
             if len(names) != 1:
                 raise InputError(f"'model' is required: serving {sorted(self.plane.endpoints)}")
             return names[0]
