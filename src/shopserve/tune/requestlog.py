@@ -102,11 +102,13 @@ def _columns(path: Path, batch: pa.RecordBatch | dict[str, Any], key_column: str
         stamps = pa.array(batch[time_column])
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(f"{path}: rows from {first_row + 1}: mixed value types: {exc}") from exc
-    for name, arr in ((key_column, keys), (time_column, stamps)):
-        if arr.null_count:
-            bad = first_row + int(pc.index(pc.is_null(arr), True).as_py()) + 1
+    keys = pc.cast(keys, pa.string()) if keys.type != pa.null() else keys
+    for name, empty in ((key_column, pc.fill_null(pc.equal(keys, ""), True)),
+                        (time_column, pc.is_null(stamps))):
+        if pc.any(empty).as_py():
+            bad = first_row + int(pc.index(empty, True).as_py()) + 1
             raise InputError(f"{path}: row {bad}: {name!r} is empty")
-    return pc.cast(keys, pa.string()).to_pylist(), _seconds(path, stamps, time_column)
+    return keys.to_pylist(), _seconds(path, stamps, time_column)
 
 
 def _seconds(path: Path, stamps: pa.Array, name: str) -> np.ndarray:
