@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from serve_models import WEIGHTS, click_table, linear_onnx
 
+from shopserve.data import DemoShopSpec, generate_demo_shop
 from shopserve.models import CtrTrainSpec, train_ctr_table
+from shopserve.models.recommend import RecommendTrainSpec, train_recommender
 from shopserve.registry import Registry
 from shopserve.types import ModelKind
 
@@ -27,4 +29,8 @@ def serve_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         reg.register("ctr", trained.files, trained.kind, signature=trained.signature,
                      config=trained.config, metrics=trained.metrics)
     reg.promote("ctr@1", "production")
+    shop = generate_demo_shop(DemoShopSpec.small())
+    rec = train_recommender(shop, work / "rec", RecommendTrainSpec(test_weeks=1))
+    reg.register("rec", rec.files, rec.kind, signature=rec.signature, config=rec.config,
+                 metrics=rec.metrics)
     return home

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import numpy as np
 import pytest
 from serve_models import WEIGHTS, ctr_row
 
-from shopserve import Client, InputError, NotFoundError
+from shopserve import AsyncClient, Client, InputError, NotFoundError
 from shopserve.testing import ShopserveProcess
 
 TOKEN = "test-token"
@@ -20,8 +23,14 @@ TOKEN = "test-token"
 @pytest.fixture(scope="module")
 def server(serve_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     spec = {"home": str(serve_home), "replicas": 2,
-            "models": [{"ref": "ctr@production", "batching": {"max_batch_size": 16}},
-                       {"ref": "linear@production", "cache": False}],
+            "models": [{"ref": "ctr@production", "batching": {"max_batch_size": 16},
+                        "shadow": {"ref": "ctr@2"}},
+                       {"ref": "linear@production", "cache": False},
+                       {"ref": "linear@1", "name": "tight", "cache": False, "queue_limit": 2,
+                        "batching": {"max_queue_delay_ms": 300, "max_batch_size": 64}},
+                       {"ref": "rec@1", "timeout_ms": 2000,
+                        "batching": {"max_queue_delay_ms": 100},
+                        "fallback": {"popular": ["p-a", "p-b", "p-c"], "last_good": False}}],
             "server": {"admin_token": TOKEN, "max_body_bytes": 64 * 1024}}
     with ShopserveProcess.from_spec(spec, tmp_path_factory.mktemp("srv")) as proc:
         yield proc.url
@@ -159,3 +168,67 @@ def test_metrics_are_summed_over_replicas_and_no_replica_died(server: str) -> No
         assert "shopserve_batch_size_bucket" in text
         assert 'shopserve_requests' in text or 'shopserve_request_seconds' in text
         assert [r["pid"] for r in client.admin("status")["replicas"]] == pids
+
+
+def test_recommend_answers_k_items_and_excludes(server: str) -> None:
+    with Client(server) as client:
+        answer = client.recommend(None, k=5)
+        assert answer["model"] == "rec" and answer["version"] == 1
+        assert len(answer["items"]) == 5 and all(i["title"] for i in answer["items"])
+        first = answer["items"][0]["product_id"]
+        again = client.recommend(None, k=5, context={"exclude": [first]})
+    assert first not in [i["product_id"] for i in again["items"]]
+    r = httpx.post(server + "/v1/recommend", json={"customer": 7, "k": 5})
+    assert r.status_code == 400 and "customer" in r.json()["error"]
+    r = httpx.post(server + "/v1/recommend", json={"customer": None, "k": 0})
+    assert r.status_code == 400 and "'k'" in r.json()["error"]
+
+
+def test_search_on_a_model_of_another_kind_is_a_400(server: str) -> None:
+    r = httpx.post(server + "/v1/search", json={"query": "red shoes", "model": "ctr"})
+    assert r.status_code == 400 and "search model" in r.json()["error"]
+    r = httpx.post(server + "/v1/search", json={"query": "x" * 5000, "model": "ctr"})
+    assert r.status_code == 400 and "at most" in r.json()["error"]
+
+
+def test_popular_items_answer_when_the_deadline_passes(server: str) -> None:
+    with Client(server) as client:
+        answer = client.recommend("someone-new", k=2, timeout_ms=1)
+    assert answer["fallback"] is True and answer["fallback_source"] == "popular"
+    assert [i["product_id"] for i in answer["items"]] == ["p-a", "p-b"]
+
+
+def test_full_queue_is_refused_fast_with_retry_after(server: str) -> None:
+    async def burst() -> list[httpx.Response]:
+        body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                            "data": [1, 2, 3, 4]}]}
+        async with httpx.AsyncClient(base_url=server) as client:
+            return await asyncio.gather(*(client.post("/v2/models/tight/infer", json=body)
+                                          for _ in range(8)))
+    responses = asyncio.run(burst())
+    codes = sorted(r.status_code for r in responses)
+    assert 200 in codes and 429 in codes, codes
+    refused = next(r for r in responses if r.status_code == 429)
+    assert int(refused.headers["Retry-After"]) >= 1 and "queue full" in refused.json()["error"]
+
+
+def test_shadow_is_compared_but_never_answers(server: str) -> None:
+    with Client(server) as client:
+        answers = [client.rank([ctr_row(i + 500)]) for i in range(10)]
+    assert {a["version"] for a in answers} == {1}
+    pattern = r'shopserve_shadow_total\{model="ctr",result="(same|different)"\} ([0-9.]+)'
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        compared = sum(float(v) for _, v in re.findall(pattern, httpx.get(
+            server + "/metrics").text))
+        if compared >= 10:
+            break
+        time.sleep(0.1)
+    assert compared >= 10
+
+
+def test_async_client(server: str) -> None:
+    async def call() -> dict[str, object]:
+        async with AsyncClient(server) as client:
+            return await client.rank([ctr_row(2)])
+    assert asyncio.run(call())["fallback"] is False
