@@ -13,7 +13,16 @@ from shopserve.errors import InputError
 from shopserve.models import CtrTrainSpec, TrainedModel, evaluate, load_pipeline, train_ctr
 from shopserve.models.base import file_hash
 from shopserve.models.ctr import train_ctr_table
-from shopserve.models.fm import FmSpec, fm_logits, init_params, sigmoid, train_fm
+from shopserve.models.features import FeatureSpec, rare_bucket_remap
+from shopserve.models.fm import (
+    FmParams,
+    FmSpec,
+    fm_gradients,
+    fm_logits,
+    init_params,
+    sigmoid,
+    train_fm,
+)
 from shopserve.models.fm_onnx import fm_to_onnx
 from shopserve.models.metrics import log_loss, roc_auc
 from shopserve.models.rank import RankPipeline
@@ -27,17 +36,18 @@ def demo_ctr(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainedModel, pa
     return train_ctr(shop, tmp_path_factory.mktemp("ctr")), shop.clicks
 
 
-def test_demo_ctr_beats_base_rate_and_keeps_up_with_logistic(
+def test_demo_ctr_beats_base_rate_and_logistic_regression(
     demo_ctr: tuple[TrainedModel, pa.Table],
 ) -> None:
     model, _ = demo_ctr
     y = np.asarray(pa.parquet.read_table(model.files["eval.parquet"]).column("label"))
     base_rate = log_loss(y, np.full(len(y), y.mean()))
     assert model.kind is ModelKind.RANK
-    assert model.metrics["auc"] > 0.62
+    assert model.metrics["auc"] > 0.68
     assert model.metrics["logloss"] < base_rate
-    # The demo click logit is additive, so the FM should match logistic regression closely.
-    assert model.metrics["auc"] > model.metrics["baseline_auc"] - 0.05
+    # Demo clicks depend on feature crosses that a linear model cannot see (seeds 0-4 of the
+    # split: +0.034 AUC on average, never below +0.015).
+    assert model.metrics["auc"] > model.metrics["baseline_auc"] + 0.015
     assert model.data_hash == file_hash(model.files["eval.parquet"])
 
 
@@ -108,16 +118,62 @@ def test_fm_learns_interactions_logistic_regression_cannot() -> None:
     assert fm_auc > lr_auc + 0.1
 
 
-@pytest.mark.parametrize("factors", [0, 5])
-def test_onnx_graph_matches_numpy(factors: int) -> None:
-    params = init_params(3, 20, factors, seed=3)
+@pytest.mark.parametrize(("factors", "hidden"), [(0, ()), (5, ()), (5, (8, 4))])
+def test_onnx_graph_matches_numpy(factors: int, hidden: tuple[int, ...]) -> None:
+    params = init_params(3, 20, factors, seed=3, n_cat=2, hidden=hidden)
     rng = np.random.default_rng(4)
     for arr in params.arrays():
         arr += rng.standard_normal(arr.shape).astype(np.float32) * 0.3
     x, _ = _arrays(64, 5)
-    onnx_model = OnnxModel(fm_to_onnx(params, 2).SerializeToString())
-    got = onnx_model.run(x)["score"]
+    graph = fm_to_onnx(params, 2)
+    assert sum(n.op_type == "MatMul" for n in graph.graph.node) == 1 + (len(hidden) + 1) * bool(
+        hidden)
+    got = OnnxModel(graph.SerializeToString()).run(x)["score"]
     np.testing.assert_allclose(got, sigmoid(fm_logits(params, x["dense"], x["cat"])), atol=1e-5)
+
+
+def test_deepfm_gradients_match_finite_differences() -> None:
+    params = init_params(3, 20, 4, seed=1, n_cat=2, hidden=(6,))
+    rng = np.random.default_rng(2)
+    for arr in params.arrays():
+        arr += rng.standard_normal(arr.shape).astype(np.float32) * 0.3
+    params = FmParams(*(a.astype(np.float64) for a in params.arrays()[:5]),
+                      [a.astype(np.float64) for a in params.mlp])
+    x, y = _arrays(16, 3)
+    dense = x["dense"].astype(np.float64)
+    grads, _ = fm_gradients(params, dense, x["cat"], y, l2_embed=0.05)
+
+    def loss() -> float:
+        p = 1 / (1 + np.exp(-fm_logits(params, dense, x["cat"]).astype(np.float64)))
+        used = np.concatenate([params.vc[x["cat"]].ravel(), params.wc[x["cat"]].ravel()])
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+                     + 0.05 * (used**2).sum() / len(y))
+
+    for arr, grad in zip(params.arrays(), grads, strict=True):
+        for idx in list(np.ndindex(arr.shape))[:: max(1, arr.size // 7)]:
+            old = arr[idx]
+            arr[idx] = old + 1e-3  # the forward pass rounds to float32: a step well above that
+            up = loss()
+            arr[idx] = old - 1e-3
+            down = loss()
+            arr[idx] = old
+            assert grad[idx] == pytest.approx((up - down) / 2e-3, rel=0.02, abs=3e-4), idx
+
+
+def test_rare_levels_answer_like_missing_ones(demo_ctr: tuple[TrainedModel, pa.Table]) -> None:
+    features = FeatureSpec.model_validate(demo_ctr[0].config["features"])
+    cat = np.array([[1, 1000 + 5], [1, 1000 + 5], [2, 1000 + 5], [1, 1000 + 7]])
+    remap = rare_bucket_remap(features, cat, min_count=2)
+    assert remap[1] == 1 and remap[2] == 0 and remap[1005] == 1005 and remap[1007] == 1000
+    assert (remap[3000:] == np.repeat(features.offsets[3:], 1000)).all()  # unseen: missing
+    params = init_params(13, features.total_buckets, 4, seed=0, n_cat=26).remapped(remap)
+    np.testing.assert_array_equal(params.vc[2], params.vc[0])
+    # The trained model: a level too rare to learn from scores like no value at all.
+    model, clicks = demo_ctr
+    pipe = RankPipeline(model.config, model.files)
+    row = clicks.slice(0, 1).to_pylist()[0]
+    np.testing.assert_allclose(pipe.rank([{**row, "C3": "never-seen-level"}]),
+                               pipe.rank([{**row, "C3": None}]), rtol=1e-6)
 
 
 def test_auc_matches_pairwise_definition_with_ties() -> None:
@@ -153,7 +209,7 @@ def test_deepfm_onnx_matches_torch_and_trains(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-5)
 
     shop = generate_demo_shop(DemoShopSpec.small())
-    spec = CtrTrainSpec(trainer=CtrTrainer.TORCH, fm=FmSpec(epochs=4))
+    spec = CtrTrainSpec(trainer=CtrTrainer.TORCH, fm=FmSpec(epochs=4, hidden=(64, 32)))
     model = train_ctr(shop, tmp_path, spec)
     assert model.config["trainer"] == "torch"
     assert model.metrics["auc"] > 0.6
