@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from shopserve.cli.main import main
-from shopserve.errors import NotFoundError
+from shopserve.errors import NotFoundError, SpecError
 from shopserve.testing import ShopserveProcess, free_port
-from shopserve.tune import MachineType, resolve_replicas, this_machine
+from shopserve.tune import MachineType, load_tuned_deployment, resolve_replicas, this_machine
 
 
 def shopserve(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -105,3 +105,19 @@ def test_bad_input_is_named(tune_home: Path, capsys: pytest.CaptureFixture[str],
                             code: int, named: str) -> None:
     assert main(["tune", *args, "--home", str(tune_home)]) == code
     assert named in capsys.readouterr().err
+
+
+def test_a_deployment_file_with_replicas_auto(tuned: Path, tune_home: Path,
+                                              tmp_path: Path) -> None:
+    want = json.loads((tuned / "tune.json").read_text())["plan"]["replicas_per_machine"]
+    path = tmp_path / "auto.yaml"
+    path.write_text(f"home: {tune_home}\nreplicas: auto\nmodels:\n  - ref: ctr@production\n")
+    assert load_tuned_deployment(path).replicas == want
+    other = tmp_path / "other.yaml"
+    other.write_text("replicas: auto\nmodels:\n  - ref: ctr@production\n    timeout_ms: -1\n")
+    with pytest.raises(SpecError, match=r"timeout_ms \(line 4\)"):
+        load_tuned_deployment(other, home=tune_home)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("replicas: auto\nmodels: []\n")
+    with pytest.raises(SpecError, match="replicas: auto needs models"):
+        load_tuned_deployment(empty, home=tune_home)

@@ -9,13 +9,17 @@ import re
 import subprocess
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shopserve.config import home_settings
-from shopserve.errors import IntegrityError, NotFoundError
+from shopserve.errors import IntegrityError, NotFoundError, SpecError
 from shopserve.tune.candidates import Trial
+
+if TYPE_CHECKING:
+    from shopserve.serve.spec import DeploymentSpec
 
 RESULTS_DIR = Path("tune") / "results"
 
@@ -144,3 +148,20 @@ def resolve_replicas(model_ref: str, machine: MachineType | None = None, *,
     raise NotFoundError(
         f"replicas: auto: no tune result for {version.ref} ({model_ref}) on this machine type "
         f"({machine}); run `shopserve tune {model_ref} --target-rps N --p99-ms M` here first")
+
+
+def load_tuned_deployment(path: Path, home: Path | None = None) -> DeploymentSpec:
+    """A deployment file whose ``replicas: auto`` becomes the largest tuned answer over its
+    models on this machine type; otherwise exactly ``serve.spec.load_deployment``."""
+    from shopserve.config import read_yaml
+    from shopserve.serve.spec import parse_deployment
+
+    data = read_yaml(path)
+    if isinstance(data, dict) and data.get("replicas") == "auto":
+        models = data.get("models")
+        refs = [m["ref"] for m in models or [] if isinstance(m, dict) and "ref" in m]
+        if not refs:
+            raise SpecError(f"{path}: replicas: auto needs models with a 'ref' to look up")
+        where = home or (Path(data["home"]) if data.get("home") else None)
+        data = {**data, "replicas": max(int(resolve_replicas(r, home=where) or 1) for r in refs)}
+    return parse_deployment(data, source=str(path), text=path.read_text(encoding="utf-8"))
