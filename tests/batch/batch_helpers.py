@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import onnx
+import psutil
 import pyarrow as pa
 from onnx import TensorProto, helper
 
@@ -46,3 +52,28 @@ def make_rows(n: int, seed: int = 0) -> pa.Table:
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([SHOPSERVE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def peak_rss(command: list[str], limit_s: float) -> tuple[int, int, str]:
+    """Peak resident bytes of ``command`` and all its children (sampled every 20 ms), its exit
+    code and its stderr. Killed, with a ``TimeoutError``, when it runs past ``limit_s``."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+        top = psutil.Process(proc.pid)
+        deadline = time.monotonic() + limit_s
+        peak = 0
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{command[:3]} ran past {limit_s}s")
+                with contextlib.suppress(psutil.Error):  # a process ended while being read
+                    peak = max(peak, sum(p.memory_info().rss
+                                         for p in [top, *top.children(recursive=True)]))
+                time.sleep(0.02)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        err.seek(0)
+        return peak, proc.returncode, err.read().decode(errors="replace")
