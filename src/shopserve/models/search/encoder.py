@@ -6,6 +6,7 @@ similarity (a dot product) against the catalog vectors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,15 @@ from shopserve.models.search.tokenizer import QueryTokenizer
 from shopserve.runtime.onnx import OnnxModel, SessionSettings
 
 EMBEDDING_OUTPUT = "embedding"
+
+
+@dataclass(frozen=True)
+class ExportedEncoder:
+    """An encoder graph, its tokenizer file, and the largest difference to its source model."""
+
+    graph: Path
+    tokenizer: Path
+    max_abs_diff: float = 0.0
 
 
 class TextEncoder:

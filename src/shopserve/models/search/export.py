@@ -11,14 +11,13 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shopserve.errors import DependencyError, IntegrityError, require
-from shopserve.models.search.encoder import EMBEDDING_OUTPUT
+from shopserve.models.search.encoder import EMBEDDING_OUTPUT, ExportedEncoder
 from shopserve.models.search.tokenizer import ENCODER_INPUTS, QueryTokenizer
 from shopserve.runtime.onnx import OnnxModel
 
@@ -30,15 +29,6 @@ PARITY_TEXTS = (
     "a",
 )
 PARITY_ATOL = 1e-4
-
-
-@dataclass(frozen=True)
-class ExportedEncoder:
-    """The exported graph, its tokenizer file, and the largest torch/ONNX difference seen."""
-
-    graph: Path
-    tokenizer: Path
-    max_abs_diff: float
 
 
 def source_dir() -> Path:

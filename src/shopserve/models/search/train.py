@@ -17,7 +17,7 @@ from shopserve.config import home_settings
 from shopserve.models.base import EVAL_FILE, TrainedModel, file_hash
 from shopserve.models.search.ann import VectorIndex
 from shopserve.models.search.data import HasSearchData, SearchData, split_shop
-from shopserve.models.search.encoder import TextEncoder
+from shopserve.models.search.encoder import ExportedEncoder, TextEncoder
 from shopserve.models.search.evaluate import evaluate_search, judged_queries
 from shopserve.models.search.features import FEATURE_NAMES
 from shopserve.models.search.pipeline import SearchPipeline
@@ -43,14 +43,20 @@ def default_cache_dir() -> Path:
 
 def train_search(
     shop: HasSearchData, out_dir: Path, spec: SearchTrainSpec | None = None,
-    settings: SessionSettings | None = None,
+    settings: SessionSettings | None = None, encoder: ExportedEncoder | None = None,
 ) -> TrainedModel:
-    """Train the search model on ``shop`` into ``out_dir`` (created; must not hold a model)."""
-    from shopserve.models.search.export import export_encoder
+    """Train the search model on ``shop`` into ``out_dir`` (created; must not hold a model).
 
+    ``encoder`` is an already exported text encoder (graph with an ``embedding`` output, and its
+    ``tokenizer.json``); by default all-MiniLM-L6-v2 is exported, which needs the [train] extra.
+    """
     spec = spec or SearchTrainSpec()
     data = split_shop(shop, spec)
-    exported = export_encoder(spec.cache_dir or default_cache_dir())
+    if encoder is None:
+        from shopserve.models.search.export import export_encoder
+
+        encoder = export_encoder(spec.cache_dir or default_cache_dir())
+    exported = encoder
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".search-", dir=out_dir.parent))
