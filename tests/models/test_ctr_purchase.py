@@ -1,4 +1,4 @@
-"""The purchase-history CTR set: time split without leakage, honest negatives, a model that learns."""
+"""The purchase-history CTR set: a time split without leakage, honest negatives, learning."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def test_features_use_only_purchases_before_the_cutoff(shop: Shop) -> None:
     assert pc.min(positives["product_customers"]).as_py() >= 1
 
 
-def test_demo_purchase_ctr_learns_and_keeps_up_with_logistic_regression(shop: Shop, tmp_path: Path) -> None:
+def test_demo_purchase_ctr_learns_and_keeps_up_with_logistic_regression(
+    shop: Shop, tmp_path: Path,
+) -> None:
     spec = PurchaseCtrSpec(label_weeks=1)
     model = train_ctr_table(build_purchase_ctr(shop.purchases, spec, shop.catalog), tmp_path)
     assert model.metrics["auc"] > 0.75
