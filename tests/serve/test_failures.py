@@ -143,13 +143,34 @@ def test_canary_breaking_its_guard_is_rolled_back_by_itself(server: str) -> None
         assert {client.rank([ctr_row(i)])["version"] for i in range(30)} == {1}
 
 
-def test_sigterm_drains_and_stops(serve_home: Path, tmp_path: Path) -> None:
-    spec = {"home": str(serve_home), "replicas": 1, "models": [{"ref": "linear@1"}]}
+def test_sigterm_drains_in_flight_requests_and_stops(serve_home: Path, tmp_path: Path) -> None:
+    # a long batching delay keeps the request in flight while SIGTERM arrives
+    spec = {"home": str(serve_home), "replicas": 1,
+            "models": [{"ref": "linear@1", "cache": False,
+                        "batching": {"max_queue_delay_ms": 800, "max_batch_size": 64}}]}
     proc = ShopserveProcess.from_spec(spec, tmp_path).start()
+    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}
+    result: list[httpx.Response] = []
     try:
         assert httpx.get(proc.url + "/v2/health/ready").status_code == 200
+        caller = threading.Thread(target=lambda: result.append(
+            httpx.post(proc.url + "/v2/models/linear/infer", json=body, timeout=10)))
+        caller.start()
+        time.sleep(0.3)
         code = proc.stop()
+        caller.join(timeout=10)
     finally:
         proc.kill()
     assert code == 0, proc.output()
     assert "shopserve stopped" in proc.output()
+    assert result and result[0].status_code == 200, result
+
+
+def test_testing_helper_fails_fast_with_the_server_output(serve_home: Path,
+                                                          tmp_path: Path) -> None:
+    spec = {"home": str(serve_home), "models": [{"ref": "linear@77"}]}
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited with code 3") as info:
+        ShopserveProcess.from_spec(spec, tmp_path).start()
+    assert "linear@77" in str(info.value) or "77" in str(info.value)
+    assert time.monotonic() - started < 30

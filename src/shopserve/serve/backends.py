@@ -76,6 +76,15 @@ class ServedModel:
         self._need(ModelKind.RECOMMEND, "/v1/recommend")
         return [[_hit(h) for h in hits] for hits in self.pipe.recommend(list(customers), k)]
 
+    def bm25(self, query: str, k: int) -> list[dict[str, Any]] | None:
+        """The catalog's BM25 ranking (search models only): a fallback with no encoder call."""
+        pipe = self.pipe
+        if self.kind is not ModelKind.SEARCH or not hasattr(pipe, "bm25_only"):
+            return None
+        scores = pipe.bm25.scores(query)
+        return [{"product_id": str(pipe.product_ids[d]), "score": float(scores[d]),
+                 "title": str(pipe.titles[d])} for d in pipe.bm25_only([query], k)[0]]
+
     def warm_up(self) -> None:
         """One call through the graph so that the first request does not pay for it."""
         feed = {s.name: np.zeros([d if d > 0 else 1 for d in s.shape], dtype=_dtype(s.dtype))

@@ -174,8 +174,12 @@ class DataPlane:
         spec = endpoint.spec.fallback
         source: tuple[str, Any] | None = None
         last = self.last_good.get(key, allow_stale=True) if spec.last_good else None
+        bm25 = (endpoint.stable.model.bm25(payload[0], int(payload[1]))
+                if spec.bm25 and op == "search" and last is None else None)
         if last is not None:
             source = ("last_good", last)
+        elif bm25 is not None:
+            source = ("bm25", bm25)
         elif spec.popular and op in ("search", "recommend"):
             k = int(payload[1])
             source = ("popular", [{"product_id": p, "score": 0.0, "title": ""}
