@@ -162,27 +162,32 @@ class LoadRunner:
         tally.record(scheduled, outcome, matched)
 
     async def _exchange(self, index: int) -> tuple[str | None, bool]:
-        outcome: str | None = None
-        matched = False
         async with self.slots:
-            conn = self.idle.pop() if self.idle else None
-            try:
-                if conn is None:
-                    conn = _Connection(*await asyncio.open_connection(self.host, self.port))
-                status, body, reuse = await conn.exchange(
-                    self.requests[index % len(self.requests)])
-                if status >= 400:
-                    outcome = f"http {status}"
-                matched = self.spec.match is not None and self.spec.match in body
+            for reused in (True, False):  # a kept-alive connection the server closed: once more
+                conn = self.idle.pop() if self.idle and reused else None
+                try:
+                    if conn is None:
+                        conn = _Connection(*await asyncio.open_connection(self.host, self.port))
+                    status, body, reuse = await conn.exchange(
+                        self.requests[index % len(self.requests)])
+                except (OSError, asyncio.IncompleteReadError, _Framing, ValueError,
+                        IndexError):
+                    if conn is not None:
+                        conn.close()
+                    if reused and conn is not None:
+                        continue
+                    return "connection", False
+                except BaseException:  # cancelled by the timeout: never reuse it
+                    if conn is not None:
+                        conn.close()
+                    raise
                 if reuse:
                     self.idle.append(conn)
-                    conn = None
-            except (OSError, asyncio.IncompleteReadError, _Framing, ValueError, IndexError):
-                outcome = "connection"
-            finally:
-                if conn is not None:  # also when cancelled by the timeout: never reuse it
+                else:
                     conn.close()
-        return outcome, matched
+                matched = self.spec.match is not None and self.spec.match in body
+                return (f"http {status}" if status >= 400 else None), matched
+        return "connection", False
 
     async def run(self) -> LoadReport:
         spec = self.spec
