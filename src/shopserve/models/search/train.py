@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from shopserve.config import home_settings
+from shopserve.errors import ConflictError
 from shopserve.models.base import EVAL_FILE, TrainedModel, file_hash
 from shopserve.models.search.ann import VectorIndex
 from shopserve.models.search.data import HasSearchData, SearchData, split_shop
@@ -51,13 +52,16 @@ def train_search(
     ``tokenizer.json``); by default all-MiniLM-L6-v2 is exported, which needs the [train] extra.
     """
     spec = spec or SearchTrainSpec()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConflictError(f"{out_dir}: already exists and is not an empty folder; "
+                            f"give a new folder for the search model")
     data = split_shop(shop, spec)
     if encoder is None:
         from shopserve.models.search.export import export_encoder
 
         encoder = export_encoder(spec.cache_dir or default_cache_dir())
     exported = encoder
-    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".search-", dir=out_dir.parent))
     try:
@@ -73,7 +77,9 @@ def train_search(
         ranker = fit_ranker(_rank_groups(SearchPipeline(config, files, settings), data, spec),
                             epochs=spec.epochs, seed=spec.seed)
         (staging / "reranker.onnx").write_bytes(ranker_to_onnx(ranker))
-        staging.rename(out_dir)  # refuses an existing non-empty out_dir
+        if out_dir.is_dir():
+            out_dir.rmdir()  # checked empty above; rename cannot replace a folder otherwise
+        staging.rename(out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,0 +1,181 @@
+"""The search pipeline on a small demo catalog, with a tiny bag-of-words encoder made here.
+
+The encoder is a real ONNX graph (embedding lookup, mean pooling, L2 norm) and a real
+``tokenizer.json``, so training, serving and evaluation run as they do with MiniLM, without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+from shopserve.data import DemoShopSpec, generate_demo_shop
+from shopserve.errors import ConflictError, InputError
+from shopserve.models import evaluate, load_pipeline
+from shopserve.models.base import Hit, TrainedModel
+from shopserve.models.search import SearchPipeline, SearchTrainSpec, train_search
+from shopserve.models.search.encoder import ExportedEncoder
+from shopserve.types import ModelKind
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def write_tokenizer(path: Path, titles: list[str]) -> int:
+    """A word-level BERT-style tokenizer over the titles' words; returns the vocabulary size."""
+    probe = pre_tokenizers.BertPreTokenizer()
+    words = sorted({w.lower() for t in titles for w, _ in probe.pre_tokenize_str(t)})
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.save(str(path))
+    return len(vocab)
+
+
+def write_encoder(path: Path, vocab: int, dim: int = 32) -> None:
+    """ids -> mean of word vectors over the mask -> unit length, named like the MiniLM export."""
+    table = np.random.default_rng(0).normal(size=(vocab, dim)).astype(np.float32)
+    table[: len(SPECIALS)] = 0.0  # special tokens carry no meaning
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["words"]),
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "last"], ["mask3"]),
+        helper.make_node("Mul", ["words", "mask3"], ["kept"]),
+        helper.make_node("ReduceSum", ["kept", "one"], ["total"], keepdims=0),
+        helper.make_node("LpNormalization", ["total"], ["embedding"], axis=1, p=2),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_encoder",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+         for n in INPUTS],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])],
+        initializer=[numpy_helper.from_array(table, "table"),
+                     numpy_helper.from_array(np.array([-1], np.int64), "last"),
+                     numpy_helper.from_array(np.array([1], np.int64), "one")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    root = tmp_path_factory.mktemp("search")
+    shop = generate_demo_shop(DemoShopSpec(seed=3, products=600, queries=200))
+    titles = [str(t) for t in shop.catalog.column("title").to_pylist()]
+    vocab = write_tokenizer(root / "tokenizer.json", titles)
+    write_encoder(root / "encoder.onnx", vocab)
+    encoder = ExportedEncoder(root / "encoder.onnx", root / "tokenizer.json")
+    return train_search(shop, root / "model", SearchTrainSpec(epochs=100), encoder=encoder)
+
+
+@pytest.fixture(scope="module")
+def pipe(trained: TrainedModel) -> SearchPipeline:
+    loaded = load_pipeline(ModelKind.SEARCH, trained.config, trained.files)
+    assert isinstance(loaded, SearchPipeline)
+    return loaded
+
+
+def test_trained_model_is_ready_for_the_registry(trained: TrainedModel) -> None:
+    assert trained.kind is ModelKind.SEARCH
+    assert trained.config["graph"] == "encoder.onnx"
+    assert {"encoder.onnx", "eval.parquet", "index.hnsw", "reranker.onnx"} <= set(trained.files)
+    assert all(p.is_file() for p in trained.files.values())
+    assert trained.signature is not None
+    assert [s.name for s in trained.signature.inputs] == list(INPUTS)
+    assert trained.data_hash.startswith("sha256:")
+    assert trained.metrics["eval_queries"] >= 20
+
+
+def test_pipeline_at_least_matches_bm25_and_beats_the_encoder(trained: TrainedModel) -> None:
+    m = trained.metrics
+    assert m["ndcg@10"] >= m["bm25_ndcg@10"] - 0.005, m
+    assert m["ndcg@10"] > m["encoder_ndcg@10"], m
+    assert m["recall@100"] >= m["bm25_recall@100"] - 0.01, m
+
+
+def test_evaluate_through_the_dispatcher_gives_the_recorded_metrics(
+    trained: TrainedModel, pipe: SearchPipeline
+) -> None:
+    metrics = evaluate(pipe, trained.files["eval.parquet"])
+    for key in ("ndcg@10", "recall@100", "bm25_ndcg@10", "encoder_ndcg@10"):
+        assert metrics[key] == pytest.approx(trained.metrics[key], abs=1e-9)
+
+
+def test_search_returns_k_hits_best_first_with_titles(pipe: SearchPipeline) -> None:
+    query = pipe.titles[5].split()[-1] + " " + pipe.titles[5].split()[0]
+    results = pipe.search([query, pipe.titles[7]], k=5)
+    assert len(results) == 2
+    for hits in results:
+        assert len(hits) == 5
+        assert all(isinstance(h, Hit) and isinstance(h.product_id, str) for h in hits)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        for h in hits:
+            assert pipe.titles[pipe.product_ids.index(h.product_id)] == h.title
+    assert pipe.product_ids[7] in [h.product_id for h in results[1]]  # its own full title
+
+
+def test_run_tensors_is_the_encoder_graph(pipe: SearchPipeline) -> None:
+    feed = pipe.encoder.tokenizer([pipe.titles[0], pipe.titles[3] + " " + pipe.titles[4]])
+    out = pipe.run_tensors(feed)["embedding"]
+    assert out.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    assert [s.name for s in pipe.signature.outputs] == ["embedding"]
+
+
+@pytest.mark.parametrize(
+    ("queries", "k", "message"),
+    [
+        ([], 10, "at least one query"),
+        ([""], 10, r"queries\[0\]: expected non-empty text"),
+        (["drill", "   "], 10, r"queries\[1\]: expected non-empty text"),
+        (["x" * 513], 10, r"queries\[0\]: 513 characters, the limit is 512"),
+        (["drill"], 0, "k must be between 1 and 100"),
+        (["drill"], 101, "k must be between 1 and 100, got 101"),
+    ],
+)
+def test_bad_queries_are_refused_with_a_clear_message(
+    pipe: SearchPipeline, queries: list[str], k: int, message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        pipe.search(queries, k)
+
+
+def test_training_refuses_a_folder_that_holds_files(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "keep.txt").write_text("mine")
+    shop = generate_demo_shop(DemoShopSpec(seed=1, products=50, queries=20))
+    with pytest.raises(ConflictError, match="not an empty folder"):
+        train_search(shop, tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["keep.txt"]
+
+
+def test_serving_needs_neither_torch_nor_transformers(trained: TrainedModel) -> None:
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from shopserve.models import load_pipeline\n"
+        "from shopserve.types import ModelKind\n"
+        "spec = json.loads(sys.argv[1])\n"
+        "files = {k: Path(v) for k, v in spec['files'].items()}\n"
+        "pipe = load_pipeline(ModelKind.SEARCH, spec['config'], files)\n"
+        "hits = pipe.search(['drill'], 3)\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "print(json.dumps({'hits': len(hits[0]), 'heavy': heavy}))\n"
+    )
+    spec = {"config": trained.config, "files": {k: str(v) for k, v in trained.files.items()}}
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(spec)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"hits": 3, "heavy": []}
