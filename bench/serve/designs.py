@@ -42,6 +42,28 @@ def const_app():  # type: ignore[no-untyped-def]
     return Starlette(routes=[Route("/v1/rank", rank, methods=["POST"])])
 
 
+def naive_app(home: str):  # type: ignore[no-untyped-def]
+    """The naive model server: the CTR pipeline called inline, once per request, no batching."""
+    import orjson
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from shopserve.models import load_pipeline
+    from shopserve.registry import Registry
+
+    loaded = Registry.open(Path(home)).load("ctr@production")
+    pipe = load_pipeline(loaded.meta.kind, loaded.meta.config, loaded.files)
+
+    async def rank(request: Request) -> Response:
+        data = orjson.loads(await request.body())
+        scores = pipe.rank(data["candidates"]).tolist()  # type: ignore[attr-defined]
+        return Response(orjson.dumps({"scores": scores}), media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/rank", rank, methods=["POST"])])
+
+
 def gateway_app(upstreams: list[str]):  # type: ignore[no-untyped-def]
     import itertools
 
@@ -201,6 +223,8 @@ if __name__ == "__main__":
         serve(const_app(), fd=int(sys.argv[2]))
     elif len(sys.argv) > 1 and sys.argv[1] == "worker-reuseport":
         serve(const_app(), fd=reuseport_socket(int(sys.argv[2])).detach())
+    elif len(sys.argv) > 1 and sys.argv[1] == "worker-naive":
+        serve(naive_app(sys.argv[3]), fd=reuseport_socket(int(sys.argv[2])).detach())
     elif len(sys.argv) > 1 and sys.argv[1] == "worker-port":
         serve(const_app(), port=int(sys.argv[2]))
     elif len(sys.argv) > 1 and sys.argv[1] == "gateway":

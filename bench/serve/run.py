@@ -1,6 +1,7 @@
 """Serving benchmark: the full shopserve stack vs a bare Starlette constant endpoint, as ratios.
 
-Both run the same number of processes and are measured in the same run, alternating, with wrk
+Also the naive server (the same CTR pipeline called per request, no batching). All run the
+same number of processes and are measured in the same run, alternating, with wrk
 on loopback (one-row CTR requests, distinct rows, cache off so every request reaches the model).
 The load generator shares this machine with the servers. Run: ``python bench/serve/run.py``.
 """
@@ -87,11 +88,12 @@ def build_registry(home: Path) -> None:
     reg.promote("ctr@1", "production")
 
 
-def bare(processes: int) -> tuple[list[subprocess.Popen[bytes]], str]:
+def workers(processes: int, *mode: str) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """``processes`` copies of a designs.py worker sharing one port (SO_REUSEPORT)."""
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, str(HERE / "designs.py"), "worker-reuseport",
-                               str(port)]) for _ in range(processes)]
-    time.sleep(2.0)
+    procs = [subprocess.Popen([sys.executable, str(HERE / "designs.py"), mode[0], str(port),
+                               *mode[1:]]) for _ in range(processes)]
+    time.sleep(3.0)
     return procs, f"http://127.0.0.1:{port}"
 
 
@@ -116,7 +118,9 @@ def main() -> None:
     t0 = time.monotonic()
     stack = ShopserveProcess.from_spec(spec, work).start()
     ready_s = time.monotonic() - t0
-    procs, bare_url = bare(args.replicas)
+    procs, bare_url = workers(args.replicas, "worker-reuseport")
+    naive_procs, naive_url = workers(args.replicas, "worker-naive", str(work / "home"))
+    procs += naive_procs
     try:
         sup = psutil.Process(stack.process.pid)  # type: ignore[union-attr]
         rss = [c.memory_info().rss / 2**20 for c in sup.children(recursive=True)
@@ -125,15 +129,21 @@ def main() -> None:
               f"replica RSS MiB: {', '.join(f'{r:.0f}' for r in rss)}")
         wrk(stack.url, 1, args.connections, lua)  # warm both
         wrk(bare_url, 1, args.connections, lua)
+        wrk(naive_url, 1, args.connections, lua)
         stack_procs = [sup, *sup.children(recursive=True)]
-        bare_procs = [psutil.Process(p.pid) for p in procs]
+        bare_procs = [psutil.Process(p.pid) for p in procs if p not in naive_procs]
+        naive_ps = [psutil.Process(p.pid) for p in naive_procs]
         for rnd in range(args.rounds):
             b, b_us = measured(bare_url, bare_procs, args, lua)
             s, s_us = measured(stack.url, stack_procs, args, lua)
+            n, n_us = measured(naive_url, naive_ps, args, lua)
             print(f"round {rnd + 1}: bare {b[0]:8.0f} req/s p50 {b[1]:.2f} ms p99 {b[2]:.2f} ms"
                   f" {b_us:.0f} server-CPU-us/req | shopserve {s[0]:8.0f} req/s p50 {s[1]:.2f} "
                   f"ms p99 {s[2]:.2f} ms {s_us:.0f} server-CPU-us/req (non-2xx {s[3]}) | "
                   f"req/s ratio {s[0] / b[0]:.2f}, CPU-per-request ratio {b_us / s_us:.2f}")
+            print(f"         naive inline-ONNX (same pipeline, no batching) {n[0]:8.0f} req/s "
+                  f"p50 {n[1]:.2f} ms p99 {n[2]:.2f} ms {n_us:.0f} server-CPU-us/req | "
+                  f"shopserve/naive req/s {s[0] / n[0]:.2f}")
     finally:
         stack.stop()
         for p in procs:
