@@ -14,7 +14,7 @@ import httpx
 import pytest
 from serve_models import ctr_row
 
-from shopserve import Client
+from shopserve import Client, InputError
 from shopserve.testing import ShopserveProcess
 
 TOKEN = "t0k3n"
@@ -127,6 +127,18 @@ def test_rolling_update_fails_no_request(server: str) -> None:
         wait_job(admin, "rollback ctr ctr@1: done")
     with Client(server) as client:
         assert client.rank([ctr_row(3)])["version"] == 1
+
+
+def test_draining_a_zone_replaces_its_replica_without_failures(server: str) -> None:
+    before = {r["zone"]: r["pid"] for r in replicas(server)}
+    with Load(server) as load, Client(server, admin_token=TOKEN) as admin:
+        assert admin.admin("drain", zone="b")["status"] == "started"
+        wait_job(admin, "drain slots [1]: done")
+    after = {r["zone"]: r["pid"] for r in replicas(server)}
+    assert after["a"] == before["a"] and after["b"] != before["b"]
+    assert load.failures == [] and load.ok > 0
+    with Client(server, admin_token=TOKEN) as admin, pytest.raises(InputError, match="zone"):
+        admin.admin("drain", zone="z")
 
 
 def test_canary_breaking_its_guard_is_rolled_back_by_itself(server: str) -> None:
