@@ -35,3 +35,10 @@ def test_models_train_refuses_missing_data_folder(tmp_path: Path) -> None:
                      str(tmp_path / "nowhere"))
     assert result.returncode == 3
     assert "nowhere: no such folder" in result.stderr
+
+
+def test_unknown_option_is_a_usage_error_not_a_traceback() -> None:
+    result = run_cli("doctor", "--bogus")
+    assert result.returncode == 2
+    assert "No such option: --bogus" in result.stderr
+    assert "Traceback" not in result.stderr
