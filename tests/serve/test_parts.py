@@ -1,0 +1,93 @@
+"""The serving parts on their own: batcher, caches, canary verdicts, the V2 codec."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from shopserve.errors import DeadlineExceededError, InputError, OverloadedError
+from shopserve.serve.batching import Batcher
+from shopserve.serve.cache import LruTtlCache
+from shopserve.serve.control import canary_verdict
+from shopserve.serve.spec import GuardSpec
+from shopserve.serve.v2 import decode_request, encode_response
+
+
+def doubler(batches: list[list[int]], sizes: list[int]) -> Batcher[int, int]:
+    def run(payloads: list[int]) -> list[int]:
+        batches.append(list(payloads))
+        if any(p < 0 for p in payloads):
+            raise InputError("negative")
+        return [2 * p for p in payloads]
+    return Batcher(run, max_batch_size=8, max_delay_s=0.01, queue_limit=20,
+                   on_batch=sizes.append)
+
+
+def test_batcher_batches_and_fails_only_the_bad_request() -> None:
+    batches: list[list[int]] = []
+    sizes: list[int] = []
+
+    async def main() -> list[object]:
+        b = doubler(batches, sizes)
+        far = time.monotonic() + 5
+        return await asyncio.gather(*(b.submit(p, 1, far) for p in [1, 2, -3, 4]),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[:2] == [2, 4] and results[3] == 8
+    assert isinstance(results[2], InputError)
+    assert batches[0] == [1, 2, -3, 4] and sizes[0] == 4  # one batch, then each alone
+
+
+def test_batcher_refuses_past_its_queue_limit_and_deadlines() -> None:
+    async def main() -> None:
+        b = doubler([], [])
+        far = time.monotonic() + 5
+        with pytest.raises(OverloadedError, match="queue full"):
+            await b.submit(1, 21, far)
+        with pytest.raises(DeadlineExceededError):
+            await b.submit(1, 1, time.monotonic() + 0.001)
+
+    asyncio.run(main())
+
+
+def test_lru_ttl_cache_expires_and_evicts() -> None:
+    cache = LruTtlCache(size=2, ttl_s=0.05)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    cache.get("a")
+    cache.put("c", 3)  # evicts b, the least recently used
+    assert cache.get("b") is None and cache.get("a") == 1
+    time.sleep(0.06)
+    assert cache.get("a") is None
+    assert cache.get("a", allow_stale=True) == 1  # what the last-good fallback reads
+
+
+@pytest.mark.parametrize(("canary", "why"), [
+    ({"calls": 10, "errors": 0, "seconds": 0.01, "score": 5, "scored": 10}, None),
+    ({"calls": 3, "errors": 3}, None),  # too few requests to judge
+    ({"calls": 10, "errors": 2, "seconds": 0.01}, "error rate"),
+    ({"calls": 10, "errors": 0, "seconds": 1.0}, "latency"),
+    ({"calls": 10, "errors": 0, "seconds": 0.01, "score": 9, "scored": 10}, "score"),
+])
+def test_canary_verdicts(canary: dict[str, float], why: str | None) -> None:
+    guard = GuardSpec(min_requests=5, max_error_rate=0.1, max_mean_latency_ms=20,
+                      max_score_shift=0.2)
+    stable = {"calls": 100, "score": 50, "scored": 100}
+    verdict = canary_verdict(guard, stable, canary)
+    assert (verdict is None) if why is None else (verdict is not None and why in verdict)
+
+
+def test_v2_binary_round_trip_including_bytes() -> None:
+    x = np.arange(6, dtype=np.int64).reshape(2, 3)
+    words = np.array([b"red", b"shoes"], dtype=object)
+    outputs = {"x": x, "w": words}
+    body, headers = encode_response("m", 1, outputs, {"": True}, "id-1")
+    head = int(headers["Inference-Header-Content-Length"])
+    request = body[:head].replace(b'"outputs"', b'"inputs"')
+    inputs, wanted, _ = decode_request(request + body[head:], str(len(request)))
+    np.testing.assert_array_equal(inputs["x"], x)
+    assert list(inputs["w"]) == [b"red", b"shoes"] and wanted == {"": False}
