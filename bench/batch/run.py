@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +79,13 @@ def write_input(path: Path, rows: int, group: int = 1 << 20) -> None:
                                         schema=schema))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (worker processes)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def tight_loop(model: Path, src: Path, batch_size: int) -> dict[str, float]:
     """The same session settings, called back to back on float32 arrays already in memory."""
     started = time.perf_counter()
@@ -85,48 +94,67 @@ def tight_loop(model: Path, src: Path, batch_size: int) -> dict[str, float]:
     table = pq.read_table(src, columns=["x1", "x2"])
     x1 = table["x1"].to_numpy().astype(np.float32).reshape(-1, 1)
     x2 = table["x2"].to_numpy().astype(np.float32).reshape(-1, 1)
-    begin = time.perf_counter()
+    cpu, begin = cpu_seconds(), time.perf_counter()
     for i in range(0, len(x1), batch_size):
         session.run({"x1": x1[i : i + batch_size], "x2": x2[i : i + batch_size]}, check=False)
-    seconds = time.perf_counter() - begin
-    return {"rows_per_s": len(x1) / seconds, "startup_s": loaded - started, "seconds": seconds}
+    seconds, cpu = time.perf_counter() - begin, cpu_seconds() - cpu
+    return {"steady_rows_per_s": len(x1) / seconds, "startup_s": loaded - started,
+            "seconds": seconds, "rows_per_cpu_s": len(x1) / cpu}
 
 
 def job(model: Path, src: Path, out: Path, workers: int, batch_size: int) -> dict[str, float]:
     spec = PredictJobSpec(model=str(model), input=src, output=out, workers=workers,
                           batch_size=batch_size, id_column="id", overwrite=True)
+    cpu = cpu_seconds()
     with open(os.devnull, "w") as quiet:
         summary: BatchSummary = run_predict(spec, stream=quiet)
+    cpu = cpu_seconds() - cpu
     return {"rows_per_s": summary.rows / summary.seconds,
             "steady_rows_per_s": summary.scored_rows / summary.scoring_seconds,
             "startup_s": summary.startup_seconds, "scoring_s": summary.scoring_seconds,
-            "publish_s": summary.publish_seconds, "seconds": summary.seconds}
+            "publish_s": summary.publish_seconds, "seconds": summary.seconds,
+            "rows_per_cpu_s": summary.rows / cpu}
 
 
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]}
+
+
 def speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Rounds interleave the three variants, so load that comes and goes hits all of them."""
+    runs: dict[str, list[dict[str, float]]] = {"tight_loop": [], "one_worker": [],
+                                               "two_workers": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = make_mlp(root / "model.onnx", args.hidden)
         src = root / "in.parquet"
         write_input(src, args.rows)
         before = machine()
-        loop = tight_loop(model, src, args.batch_size)
-        one = job(model, src, root / "one.parquet", 1, args.batch_size)
-        two = job(model, src, root / "two.parquet", 2, args.batch_size)
-    rounded = {k: {n: round(v, 3) for n, v in d.items()}
-               for k, d in (("tight_loop", loop), ("one_worker", one), ("two_workers", two))}
+        for _ in range(args.rounds):
+            runs["tight_loop"].append(tight_loop(model, src, args.batch_size))
+            runs["one_worker"].append(job(model, src, root / "one.parquet", 1, args.batch_size))
+            runs["two_workers"].append(job(model, src, root / "two.parquet", 2,
+                                           args.batch_size))
+    loop, one, two = (_median(runs[k]) for k in ("tight_loop", "one_worker", "two_workers"))
     return {
         "rows": args.rows, "batch_size": args.batch_size, "hidden": args.hidden,
-        "machine_before": before, "machine_after": machine(), **rounded,
-        "steady": {"one_worker_vs_loop": round(one["steady_rows_per_s"] / loop["rows_per_s"], 3),
+        "rounds": args.rounds, "machine_before": before, "machine_after": machine(),
+        "median_of_rounds": {"tight_loop": loop, "one_worker": one, "two_workers": two},
+        "steady": {"one_worker_vs_loop": round(one["steady_rows_per_s"]
+                                               / loop["steady_rows_per_s"], 3),
                    "two_vs_one_worker": round(two["steady_rows_per_s"]
                                               / one["steady_rows_per_s"], 3)},
-        "with_startup": {"one_worker_vs_loop": round(one["rows_per_s"] / loop["rows_per_s"], 3),
+        "with_startup": {"one_worker_vs_loop": round(one["rows_per_s"]
+                                                     / loop["steady_rows_per_s"], 3),
                          "two_vs_one_worker": round(two["rows_per_s"] / one["rows_per_s"], 3)},
+        "per_cpu_second": {"one_worker_vs_loop": round(one["rows_per_cpu_s"]
+                                                       / loop["rows_per_cpu_s"], 3),
+                           "two_vs_one_worker": round(two["rows_per_cpu_s"]
+                                                      / one["rows_per_cpu_s"], 3)},
     }
 
 
@@ -179,6 +207,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--hidden", type=int, default=None, help="default 512 (speed), 16 (memory)")
     parser.add_argument("--workers", type=int, default=1, help="memory mode only")
+    parser.add_argument("--rounds", type=int, default=3, help="speed mode only")
     parser.add_argument("--limit-s", type=float, default=900.0, help="memory mode only")
     parser.add_argument("--tmp", type=Path, default=None, help="where the inputs are written")
     args = parser.parse_args()
