@@ -7,8 +7,10 @@ in ``registry_helpers``. Every command runs the real ``shopserve`` executable.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ def shop() -> Shop:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, shop: Shop) -> Iterator[Path]:
+def home(tmp_path_factory: pytest.TempPathFactory, shop: Shop) -> Path:
     root = tmp_path_factory.mktemp("registry")
     registry = Registry.open(root / "home")
     for kind, name in ((ModelKind.RANK, "ctr"), (ModelKind.RECOMMEND, "recommend")):
@@ -45,7 +47,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, shop: Shop) -> Iterator[Path]
         registry.promote(mv.ref, "production")
     registry.promote(register_search(shop, registry, root / "search", SEARCH_PRODUCTS).ref,
                      "production")
-    yield root / "home"
+    return root / "home"
 
 
 def shopserve(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -197,3 +199,33 @@ def test_embed_refuses_a_model_of_another_kind(tmp_path: Path, home: Path, shop:
     result = shopserve(home, "batch", "embed", "--model", "ctr@production", "--catalog",
                        str(tmp_path / "catalog.parquet"), "--output", str(tmp_path / "v.parquet"))
     assert result.returncode == 2 and "needs a search model" in result.stderr
+
+
+@pytest.mark.slow  # three real jobs, one with two workers: about 20 s on a busy machine
+def test_recommend_killed_mid_job_resumes_to_identical_bytes(tmp_path: Path, home: Path) -> None:
+    who = tmp_path / "who.parquet"
+    pq.write_table(pa.table({"customer_id": [f"C{i % 97:05d}" for i in range(60_000)]}), who)
+    args = ["batch", "recommend", "--model", "recommend@production", "--top-k", "5",
+            "--customers", str(who), "--batch-size", "100"]
+    reference = shopserve(home, *args, "--output", str(tmp_path / "reference.parquet"))
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "recs.parquet"
+    work = tmp_path / ".recs.parquet.batch-work"
+    job = subprocess.Popen([SHOPSERVE, *args, "--output", str(out), "--workers", "2"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=cli_env(home), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(work.glob("part-*.parquet"))) < 5:
+            assert job.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "the job wrote no parts in time"
+            time.sleep(0.01)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(timeout=30)
+    assert not out.exists()
+    again = shopserve(home, *args, "--output", str(out))
+    assert again.returncode == 0, again.stderr
+    assert " 0 resumed" not in again.stdout
+    assert out.read_bytes() == (tmp_path / "reference.parquet").read_bytes()
