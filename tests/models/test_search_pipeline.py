@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pyarrow.parquet as pq
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -131,6 +132,19 @@ def test_run_tensors_is_the_encoder_graph(pipe: SearchPipeline) -> None:
     assert out.shape == (2, 32)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
     assert [s.name for s in pipe.signature.outputs] == ["embedding"]
+
+
+def test_featurize_turns_eval_rows_into_encoder_inputs(
+    trained: TrainedModel, pipe: SearchPipeline
+) -> None:
+    rows = pq.read_table(trained.files["eval.parquet"])
+    feed = pipe.featurize(rows)
+    n = len(set(rows.column("query").to_pylist()))
+    assert sorted(feed) == sorted(INPUTS)
+    assert feed["input_ids"].shape[0] == n
+    assert pipe.run_tensors(feed)["embedding"].shape == (n, 32)
+    with pytest.raises(InputError, match="'query' column"):
+        pipe.featurize(rows.drop_columns(["query"]))
 
 
 @pytest.mark.parametrize(

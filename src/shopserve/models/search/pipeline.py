@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shopserve.errors import InputError, IntegrityError, NotFoundError, SpecError
@@ -66,6 +67,13 @@ class SearchPipeline:
 
     def run_tensors(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.encoder.model.run(inputs)
+
+    def featurize(self, rows: pa.Table) -> dict[str, np.ndarray]:
+        """Encoder-graph inputs for the distinct queries of ``rows`` (e.g. calibration data)."""
+        if "query" not in rows.column_names:
+            raise InputError(f"rows need a 'query' column, got {rows.column_names}")
+        queries = [str(q) for q in dict.fromkeys(rows.column("query").to_pylist()) if q]
+        return self.encoder.tokenizer(queries)
 
     def check_queries(self, queries: list[str], k: int) -> None:
         """``InputError`` for an empty batch, empty or oversized query, or a bad ``k``."""
