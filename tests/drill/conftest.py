@@ -1,5 +1,8 @@
 """One real deployment for the drill tests: the demo-shop CTR model, 2 replicas in 2 zones, a
-canary that follows ``ctr@canary``, and a shared Redis (a real redis-server on a free port)."""
+canary that follows ``ctr@canary``, and a shared Redis (a real redis-server on a free port).
+
+The deployment is module-scoped; every drill test leaves it as it found it (``assert_as_before``).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +22,6 @@ from shopserve.models.ctr import train_ctr
 from shopserve.registry import Registry
 from shopserve.testing import free_port
 
-DRILLS = Path(__file__).resolve().parents[2] / "drills"
-
 
 @pytest.fixture(scope="module")
 def drill_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -36,7 +37,7 @@ def drill_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url() -> Iterator[str]:
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.skip("redis-server is not installed")
@@ -61,7 +62,8 @@ def deployment_spec(home: Path, redis_url: str | None = None) -> dict[str, objec
     spec: dict[str, object] = {
         "models": [{"ref": "ctr@production", "queue_limit": 64,
                     "canary": {"ref": "ctr@canary", "weight": 0.0,
-                               "guard": {"min_requests": 5, "max_score_shift": 0.25}}}],
+                               "guard": {"min_requests": 5, "max_score_shift": 0.25,
+                                         "max_mean_latency_ms": 10.0}}}],
         "replicas": 2, "zones": ["a", "b"], "home": str(home),
         "health": {"interval_s": 0.25, "timeout_s": 0.5, "failures": 2},
     }

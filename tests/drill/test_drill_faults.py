@@ -1,44 +1,39 @@
-"""Every shipped drill run for real against one live deployment, which must be as it was after."""
+"""Every drill of the catalogue run for real (shortened) against one live deployment, which must
+be as it was after each."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
+from drill_helpers import KEYS, assert_as_before, catalogue_data, checks, shortened
 
-from shopserve.drill import DrillRunner, load_drill
+from shopserve.drill import DrillRunner
+from shopserve.drill.catalogue import catalogue
 from shopserve.drill.target import DrillTarget
-from shopserve.registry import Registry
 
-DRILLS = Path(__file__).resolve().parents[2] / "drills"
-
-KEYS = {"experiment", "status", "deviated", "steady_states", "run", "rollbacks", "start", "end",
-        "duration", "extensions"}
+# catalogue name -> (load s, fault start s, fault duration s) for the test-sized run
+SHORT: dict[str, tuple[float, float, float]] = {
+    "replica-crash": (5, 1.5, 2), "zone-loss": (5, 1.5, 2), "replica-hang": (6, 1.5, 3),
+    "redis-outage": (5, 1.5, 2), "redis-latency": (5, 1.5, 2), "overload": (5, 1.5, 2),
+    "corrupt-artifact": (4, 1, 1), "bad-canary": (10, 0.5, 4), "nan-canary": (10, 0.5, 4),
+    "slow-canary": (10, 0.5, 4), "front-kill": (9, 1.5, 0.5),
+}
 
 
 def run(name: str, target: DrillTarget) -> dict[str, Any]:
-    journal = DrillRunner(load_drill(DRILLS / f"{name}.yaml"), target).run()
+    journal = DrillRunner(shortened(catalogue_data(name), *SHORT[name]), target).run()
     assert set(journal) >= KEYS
     return journal
 
 
-def checks(journal: dict[str, Any]) -> dict[str, bool]:
-    return {c["name"]: c["ok"] for c in journal["extensions"][0]["checks"]}
+def test_every_catalogue_drill_is_run_here() -> None:
+    assert {entry.name for entry in catalogue()} == set(SHORT)
 
 
-def assert_as_before(target: DrillTarget, home: Path) -> None:
-    replicas = target.replicas()
-    assert len(replicas) == 2 and all(r.state == "ready" for r in replicas)
-    assert all(psutil.Process(r.pid).status() != psutil.STATUS_STOPPED for r in replicas)
-    assert target.status()["state"]["canary_weights"].get("ctr", 0.0) == 0.0
-    reg = Registry.open(home)
-    assert [v.version for v in reg.list_versions("ctr")] == [1]
-    assert reg.get("ctr@canary").version == 1 and reg.get("ctr@production").version == 1
-
-
-@pytest.mark.parametrize("name", ["replica-crash", "zone-loss", "replica-hang", "redis-outage"])
+@pytest.mark.parametrize("name", ["replica-crash", "zone-loss", "replica-hang", "redis-outage",
+                                  "redis-latency"])
 def test_replica_and_redis_faults_lose_no_request(
         name: str, owned: DrillTarget, drill_home: Path) -> None:
     journal = run(name, owned)
@@ -48,7 +43,7 @@ def test_replica_and_redis_faults_lose_no_request(
     assert fault["injected_at"] is not None and fault["rto_s"] is not None
     assert ext["requests_lost"] == 0, ext["windows"]
     assert checks(journal)["steady state after"]
-    if name != "redis-outage":
+    if name.startswith(("replica", "zone")):
         assert fault["time_to_detect_s"] is not None  # the supervisor replaced a replica
     assert_as_before(owned, drill_home)
 
@@ -67,7 +62,31 @@ def test_bad_canary_is_rolled_back_automatically(owned: DrillTarget, drill_home:
     journal = run("bad-canary", owned)
     ext = journal["extensions"][0]
     assert checks(journal)["bad canary rolled back automatically"], ext["faults"]
-    assert ext["faults"][0]["state"] == "undone"
+    assert ext["faults"][0]["state"] == "undone", ext["faults"][0]["error"]
+    assert_as_before(owned, drill_home)
+
+
+def test_nan_canary_answers_are_caught_by_the_verdict(
+        owned: DrillTarget, drill_home: Path) -> None:
+    journal = run("nan-canary", owned)
+    ext = journal["extensions"][0]
+    assert ext["faults"][0]["state"] == "undone", ext["faults"][0]["error"]
+    nan_check = next(c for c in ext["checks"] if c["name"] == "answers with a NaN or missing score")
+    assert not nan_check["ok"] and nan_check["observed"] > 0, ext["windows"]
+    assert ext["verdict"] == "deviated" and ext["exit_code"] == 3
+    assert_as_before(owned, drill_home)
+
+
+def test_slow_canary_is_slower_and_rolled_back(owned: DrillTarget, drill_home: Path) -> None:
+    journal = run("slow-canary", owned)
+    ext = journal["extensions"][0]
+    fault = ext["faults"][0]
+    assert fault["state"] == "undone", fault["error"]
+    assert fault["detail"]["links"] > 0
+    p50 = {v: ms for w in ext["windows"].values() for v, ms in w["version_p50_ms"].items()}
+    bad = str(fault["detail"]["bad_version"])
+    assert bad in p50 and p50[bad] > p50["1"], p50
+    assert checks(journal)["bad canary rolled back automatically"], ext["faults"]
     assert_as_before(owned, drill_home)
 
 
@@ -76,4 +95,16 @@ def test_overload_spike_raises_the_offered_rate(owned: DrillTarget, drill_home: 
     wins = journal["extensions"][0]["windows"]
     assert wins["fault"]["requests_per_s"] > 2 * wins["baseline"]["requests_per_s"]
     assert journal["extensions"][0]["faults"][0]["state"] == "undone"
+    assert_as_before(owned, drill_home)
+
+
+def test_front_kill_takes_the_replicas_along_and_the_service_comes_back(
+        owned: DrillTarget, drill_home: Path) -> None:
+    before = owned.supervisor_pid()
+    journal = run("front-kill", owned)
+    ext = journal["extensions"][0]
+    fault = ext["faults"][0]
+    assert fault["state"] == "undone", fault["error"]
+    assert checks(journal)["replicas stop with their supervisor"], fault["detail"]
+    assert owned.supervisor_pid() != before
     assert_as_before(owned, drill_home)

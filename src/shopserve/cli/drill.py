@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shopserve.errors import UsageError
+from shopserve.errors import ShopserveError, UsageError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -22,6 +22,14 @@ def list_drills() -> None:
         typer.echo(f"{entry.name:<22} {faults:<20} {entry.drill.title}")
 
 
+NOT_STARTED = 2  # exit code when the drill did not start: nothing was touched
+
+
+def _not_started(exc: ShopserveError) -> typer.Exit:
+    typer.echo(f"error: {exc}\nthe drill did not start; nothing was changed", err=True)
+    return typer.Exit(NOT_STARTED)
+
+
 @app.command("plan")
 def plan(
     drill: Annotated[str, typer.Argument(help="Drill file, or a catalogue name.")],
@@ -32,7 +40,11 @@ def plan(
     from shopserve.drill.plan import plan_lines
     from shopserve.drill.spec import load_drill
 
-    typer.echo("\n".join(plan_lines(load_drill(resolve(drill)), target)))
+    try:
+        spec = load_drill(resolve(drill))
+    except ShopserveError as exc:
+        raise _not_started(exc) from exc
+    typer.echo("\n".join(plan_lines(spec, target)))
 
 
 @app.command("run")
@@ -48,29 +60,38 @@ def run(
         "journal.json"),
     report: Annotated[Path | None, typer.Option(help="Also write the HTML report here.")] = None,
 ) -> int:
-    """Run a drill; exit 0 passed, 3 deviated, 4 a rollback failed."""
+    """Run a drill. Exit 0 passed, 2 did not start (nothing touched), 3 deviated (also aborted
+    or interrupted), 4 a fault undo or rollback failed (check the service)."""
     from shopserve.drill.catalogue import resolve
     from shopserve.drill.deployment import OwnedDeployment
     from shopserve.drill.journal import write_journal
+    from shopserve.drill.results import Verdict
     from shopserve.drill.runner import DrillRunner
     from shopserve.drill.spec import load_drill
     from shopserve.drill.target import DrillTarget
 
-    if (target is None) == (deployment is None):
-        raise UsageError("give exactly one of --target URL or --deployment FILE")
-    spec = load_drill(resolve(drill))
-    owned = None
-    if deployment is not None:
-        from shopserve.serve.spec import load_deployment
-
-        data = load_deployment(deployment).model_dump(mode="json", exclude_none=True)
-        owned = OwnedDeployment(data)
-        where = owned.start()
-    else:
-        assert target is not None
-        where = DrillTarget(url=target, admin_token=admin_token, home=home)
+    owned = runner = None
     try:
-        result = DrillRunner(spec, where).run()
+        if (target is None) == (deployment is None):
+            raise UsageError("give exactly one of --target URL or --deployment FILE")
+        spec = load_drill(resolve(drill))
+        if deployment is not None:
+            from shopserve.serve.spec import load_deployment
+
+            data = load_deployment(deployment).model_dump(mode="json", exclude_none=True)
+            owned = OwnedDeployment(data)
+            where = owned.start()
+        else:
+            assert target is not None
+            where = DrillTarget(url=target, admin_token=admin_token, home=home)
+        runner = DrillRunner(spec, where)
+        result = runner.run()
+    except ShopserveError as exc:
+        if runner is None or not runner.started:
+            raise _not_started(exc) from exc
+        typer.echo(f"error: {exc}\nthe drill stopped after it started; check the service",
+                   err=True)
+        raise typer.Exit(int(Verdict.ROLLBACK_FAILED)) from exc
     finally:
         if owned is not None:
             owned.stop()

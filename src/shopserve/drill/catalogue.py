@@ -1,4 +1,5 @@
-"""The built-in catalogue: the drill files shipped in ``drills/`` and what each needs."""
+"""The built-in catalogue: the drill files shipped inside the package (``drill/catalog/``, which
+``drills/`` at the top of the source tree points at), found as well when installed from a wheel."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ class CatalogueEntry:
 
 
 def drills_dir() -> Path:
-    """``SHOPSERVE_DRILLS`` or the ``drills/`` folder shipped beside the source tree."""
+    """``SHOPSERVE_DRILLS`` or the catalogue shipped as package data."""
     env = os.environ.get("SHOPSERVE_DRILLS")
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "drills"
+    path = Path(env) if env else Path(__file__).resolve().with_name("catalog")
     if not path.is_dir():
         raise NotFoundError(f"no drill catalogue at {path}; set SHOPSERVE_DRILLS")
     return path

@@ -141,6 +141,9 @@ def _checks(runner: DrillRunner, ctx: FaultContext, steady: dict[str, Any],
         errors = overall["lost"] + overall["failed_attempts"]
         checks.append(Check("errors (lost + failed attempts)", errors <= slo.max_errors, errors,
                             f"≤ {slo.max_errors}"))
+    bad = overall["nonfinite_scores"]
+    checks.append(Check("answers with a NaN or missing score", bad <= slo.max_nonfinite_scores,
+                        bad, f"≤ {slo.max_nonfinite_scores}"))
     fault_p99 = wins.get("fault", wins["baseline"])["p99_ms"]
     if p99_limit is not None:
         ok = fault_p99 is None or fault_p99 <= p99_limit * 1000

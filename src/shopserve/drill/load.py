@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import random
 import time
 from collections.abc import Callable
@@ -41,6 +42,24 @@ class Sample:
     version: int | None = None
     cached: bool = False
     status: int | None = None
+    nonfinite: bool = False  # answered with a NaN, infinite or missing score
+
+
+def has_nonfinite_score(data: dict[str, Any]) -> bool:
+    """Whether an answer carries a score that is not a finite number (JSON has no NaN: the
+    service's encoder writes NaN and infinity as ``null``)."""
+    scores: Any = data.get("scores")
+    if scores is None:
+        items = data.get("items") or data.get("results") or []
+        scores = [i.get("score", 0.0) for i in items if isinstance(i, dict)]
+    stack = [scores]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(value)
+        elif value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return True
+    return False
 
 
 def build_requests(spec: LoadSpec, limit: int = 5000) -> list[tuple[str, dict[str, Any]]]:
@@ -152,7 +171,8 @@ class LoadRunner:
                 data = orjson.loads(r.content)
                 outcome = Outcome.DEGRADED if data.get("fallback") else Outcome.FRESH
                 sample = Sample(t, 0.0, outcome, attempt + 1, failed, last_fail,
-                                data.get("version"), bool(data.get("cached")), 200)
+                                data.get("version"), bool(data.get("cached")), 200,
+                                has_nonfinite_score(data))
                 break
             if r is not None and r.status_code == 429:
                 sample = Sample(t, 0.0, Outcome.REJECTED, attempt + 1, failed, last_fail,

@@ -41,9 +41,19 @@ def summarize(samples: list[Sample], seconds: float) -> dict[str, Any]:
         "p50_ms": _ms(percentile(answered, 0.50)), "p95_ms": _ms(percentile(answered, 0.95)),
         "p99_ms": _ms(percentile(answered, 0.99)),
         "rejected_p99_ms": _ms(percentile(rejected, 0.99)),
+        "nonfinite_scores": sum(s.nonfinite for s in samples),
         "versions": {str(v): c for v, c in sorted(Counter(
             s.version for s in samples if s.version is not None).items())},
+        "version_p50_ms": _version_p50(samples),
     }
+
+
+def _version_p50(samples: list[Sample]) -> dict[str, float | None]:
+    by: dict[str, list[float]] = {}
+    for s in samples:
+        if s.version is not None:
+            by.setdefault(str(s.version), []).append(s.latency_s)
+    return {v: _ms(percentile(lat, 0.5)) for v, lat in sorted(by.items())}
 
 
 def windows(samples: list[Sample], duration_s: float,

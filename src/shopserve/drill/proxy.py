@@ -122,6 +122,8 @@ class FaultProxy:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
+            if not self._thread.is_alive():
+                self._loop.close()
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ from shopserve.drill.journal import build_journal
 from shopserve.drill.load import LoadRunner, Outcome, Sample, build_requests
 from shopserve.drill.proxy import FaultProxy
 from shopserve.drill.results import DrillStatus
-from shopserve.drill.spec import DrillSpec, FaultType, ProxyFault
+from shopserve.drill.spec import DrillSpec, ProxyFault
 from shopserve.drill.target import DrillLock, DrillTarget
 from shopserve.errors import UsageError
 
@@ -38,6 +39,10 @@ class DrillRunner:
         self.abort_reason: str | None = None
         self.run_records: list[dict[str, Any]] = []
         self.env = {"admin_token": target.admin_token, "home": target.home}
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self._undos: dict[int, asyncio.Future[None]] = {}
+        self.started = False  # True once anything may have been touched
+        self._watcher: asyncio.Task[None] | None = None
 
     def check(self) -> None:
         """Refuse, before anything is touched, a drill this target cannot take."""
@@ -46,12 +51,20 @@ class DrillRunner:
                 raise UsageError(f"fault {fault.name} needs the admin API: give --admin-token "
                                  "(or SHOPSERVE_ADMIN_TOKEN), or run with --deployment")
             fault.check_target(self.target)
+        if self.target.admin_token:
+            self.target.status()  # unreachable or a wrong token: refused now, not mid-drill
+        self.requests = build_requests(self.ext.load)
 
     def run(self) -> dict[str, Any]:
-        """Run to the end; Ctrl-C (SIGINT) undoes the faults and runs the rollbacks first."""
-        self.check()
+        """Run to the end; Ctrl-C (SIGINT) undoes the faults and runs the rollbacks first.
+
+        Errors raised here mean the drill did not start (nothing was touched); once it has
+        started, every outcome is in the journal.
+        """
         lock = DrillLock(self.target.url).acquire()
         try:
+            self.check()
+            self.started = True
             return asyncio.run(self._main())
         finally:
             lock.release()
@@ -77,27 +90,44 @@ class DrillRunner:
         except asyncio.CancelledError:
             task.uncancel()
             self.status = DrillStatus.INTERRUPTED
+        except Exception as exc:  # recorded: the journal says why the drill stopped early
+            self.status = DrillStatus.FAILED
+            self.abort_reason = f"drill stopped by an error: {type(exc).__name__}: {exc}"
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            await self._undo_all(ctx)
-            for activity in self.drill.rollbacks:
-                rollbacks.append(await asyncio.to_thread(
-                    run_activity, activity, self.target.url, self.env))
-            self._close_proxy()
+            # a second Ctrl-C must not cut the undo short: it is only acknowledged
+            loop.add_signal_handler(signal.SIGINT, self._still_undoing)
+            try:
+                await self._undo_all(ctx)
+                await self._stop_watcher()
+                for activity in self.drill.rollbacks:
+                    rollbacks.append(await asyncio.to_thread(
+                        run_activity, activity, self.target.url, self.env))
+                self._close_proxy()
+            finally:
+                loop.remove_signal_handler(signal.SIGINT)
         return build_journal(self, ctx, started, time.monotonic() - t_start,
                              {"before": before, "after": after, "during": []}, rollbacks)
 
+    async def _stop_watcher(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+
+    @staticmethod
+    def _still_undoing() -> None:
+        print("shopserve drill: undoing the faults and running the rollbacks; please wait",
+              file=sys.stderr, flush=True)
+
     async def _experiment(self, ctx: FaultContext) -> None:
-        requests = await asyncio.to_thread(build_requests, self.ext.load)
         url = self.target.url
         if any(isinstance(f, ProxyFault) and f.between == "service" for f in self.ext.faults):
             self.target.service_proxy = await asyncio.to_thread(self._service_proxy)
             url = f"http://127.0.0.1:{self.target.service_proxy.port}"
-        load = LoadRunner(self.ext.load, url, requests, ctx.rate_multiplier)
+        load = LoadRunner(self.ext.load, url, self.requests, ctx.rate_multiplier)
         ctx.t0 = time.monotonic()
         load_task = asyncio.create_task(load.run(ctx.t0))
         helpers = [asyncio.create_task(self._drive(f, ctx)) for f in self.faults]
-        helpers.append(asyncio.create_task(self._watch_status(ctx)))
+        self._watcher = asyncio.create_task(self._watch_status(ctx))  # until faults are undone
         helpers.append(asyncio.create_task(self._stop_conditions(load, load_task)))
         helpers.append(asyncio.create_task(self._method()))
         try:
@@ -156,13 +186,15 @@ class DrillRunner:
         self.run_records.append(record)
 
     async def _undo(self, fault: Fault, ctx: FaultContext) -> None:
-        if fault.state is not FaultState.INJECTED:
-            return
-        try:
-            await asyncio.shield(asyncio.to_thread(fault.undo, ctx))
-            fault.state, fault.undone_at = FaultState.UNDONE, ctx.now()
-        except Exception as exc:  # an undo that failed is a failed rollback (exit code 4)
-            fault.state, fault.error = FaultState.UNDO_FAILED, f"{type(exc).__name__}: {exc}"
+        """Undo ``fault`` once: a caller cancelled while the undo runs (the load ended, Ctrl-C)
+        leaves it running, and the next caller waits for that same undo instead of a second."""
+        undo = self._undos.get(id(fault))
+        if undo is None:
+            if fault.state is not FaultState.INJECTED:
+                return
+            undo = asyncio.ensure_future(asyncio.to_thread(_undo_now, fault, ctx))
+            self._undos[id(fault)] = undo
+        await asyncio.shield(undo)
 
     async def _undo_all(self, ctx: FaultContext) -> None:
         for fault in self.faults:
@@ -171,8 +203,7 @@ class DrillRunner:
                 with contextlib.suppress(Exception):
                     await pending  # an injection still running finishes before it is undone
                 fault.state, fault.injected_at = FaultState.INJECTED, ctx.now()
-            elif fault.spec.type is FaultType.CORRUPT_ARTIFACT \
-                    and fault.state is FaultState.INJECT_FAILED and "version" in fault.detail:
+            elif fault.state is FaultState.INJECT_FAILED and fault.detail.get("version"):
                 fault.state = FaultState.INJECTED  # half-done: its version must still go
             await self._undo(fault, ctx)
 
@@ -201,3 +232,13 @@ class DrillRunner:
                                      f"{bad} checks in a row")
                 load_task.cancel()
                 return
+
+
+def _undo_now(fault: Fault, ctx: FaultContext) -> None:
+    """Runs on a worker thread; an undo that failed is a failed rollback (exit code 4)."""
+    try:
+        fault.undo(ctx)
+    except Exception as exc:
+        fault.state, fault.error = FaultState.UNDO_FAILED, f"{type(exc).__name__}: {exc}"
+    else:
+        fault.state, fault.undone_at = FaultState.UNDONE, ctx.now()

@@ -205,11 +205,18 @@ class CorruptArtifactFault(_Fault):
     artifact: str = "model.onnx"
 
 
+class CanaryVariant(enum.StrEnum):
+    CONSTANT = "constant"  # one score for every candidate
+    NAN = "nan"  # NaN for every candidate
+    SLOW = "slow"  # the same scores, ``slowdown`` times the compute
+
+
 class BadCanaryFault(_Fault):
     type: Literal[FaultType.BAD_CANARY]
     model: str
-    variant: Literal["constant"] = "constant"
-    score: float = 0.99
+    variant: CanaryVariant = CanaryVariant.CONSTANT
+    score: float = 0.99  # the constant variant's score
+    slowdown: float = Field(default=10.0, gt=1, le=1000)  # the slow variant: × stable compute
     weight: float = Field(default=0.2, gt=0, le=1)
     alias: str = "canary"  # the alias the deployment's canary ref follows
     max_rollback_s: float = Field(default=10.0, gt=0)
@@ -246,6 +253,7 @@ class SloSpec(_Spec):
     max_recovery_s: float | None = Field(default=None, ge=0)  # after the last fault ends
     max_lost: int | None = Field(default=None, ge=0)
     max_errors: int | None = Field(default=None, ge=0)  # lost + failed attempts
+    max_nonfinite_scores: int = Field(default=0, ge=0)  # answers with a NaN or missing score
     checks: int = Field(default=3, ge=1)  # consecutive good checks that end the RTO
     check_interval_s: float = Field(default=0.25, gt=0, le=60)
 

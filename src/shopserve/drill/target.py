@@ -97,6 +97,27 @@ class DrillTarget:
         data: dict[str, Any] = r.json()
         return data
 
+    def version_call_seconds(self, model: str) -> dict[str, float]:
+        """Mean seconds of one model call per served version, from the service's ``/metrics``
+        (empty when it has none yet)."""
+        try:
+            text = httpx.get(f"{self.url}/metrics", timeout=5.0).text
+        except httpx.HTTPError as exc:
+            raise UnavailableError(f"metrics at {self.url} did not answer: {exc}") from exc
+        totals: dict[tuple[str, str], float] = {}
+        for line in text.splitlines():
+            name, _, rest = line.partition("{")
+            if name not in ("shopserve_version_calls_total", "shopserve_version_seconds_total"):
+                continue
+            labels, _, value = rest.rpartition("} ")
+            found = dict(part.split("=", 1) for part in labels.split(",") if "=" in part)
+            if found.get("model", "").strip('"') == model:
+                key = (name, found.get("version", "").strip('"'))
+                totals[key] = totals.get(key, 0.0) + float(value)
+        return {version: totals.get(("shopserve_version_seconds_total", version), 0.0) / calls
+                for (name, version), calls in totals.items()
+                if name == "shopserve_version_calls_total" and calls > 0}
+
     def replicas(self) -> list[ReplicaInfo]:
         return [ReplicaInfo(int(r["slot"]), str(r["zone"]), int(r["pid"]), str(r["state"]))
                 for r in self.status()["replicas"]]

@@ -6,20 +6,27 @@ drill's own version deleted).
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from shopserve.drill.faults.base import Fault, FaultContext, wait_replicas
 from shopserve.drill.results import Check
+from shopserve.drill.spec import CanaryVariant
 from shopserve.drill.target import DrillTarget
 from shopserve.errors import ShopserveError, UsageError
 from shopserve.registry import ModelVersion, Registry
 from shopserve.registry.refs import parse_ref
+
+SLOW_SIZE = 128
+MAX_LINKS = 2000
 
 
 def _registry(target: DrillTarget) -> Registry:
@@ -34,7 +41,8 @@ def _serving(target: DrillTarget, model: str) -> str:
     return str(refs.get(model) or target.refs.get(model) or f"{model}@production")
 
 
-def _copy_version(reg: Registry, base: ModelVersion, edit: Any, note: str) -> ModelVersion:
+def _copy_version(reg: Registry, base: ModelVersion, edit: Callable[[onnx.ModelProto], None],
+                  note: str) -> ModelVersion:
     """Register a new version of ``base.name`` whose graph was changed by ``edit``."""
     loaded = reg.load(base.ref)
     graph = str(base.config.get("graph", "model.onnx"))
@@ -49,19 +57,80 @@ def _copy_version(reg: Registry, base: ModelVersion, edit: Any, note: str) -> Mo
                             config=base.config, metrics=dict(base.metrics), parent=base.ref)
 
 
-def _constant_scores(score: float) -> Any:
+def _rewire_output(model: onnx.ModelProto) -> tuple[str, str]:
+    """Rename the graph's first output inside the graph; (raw name, output name) for the edit
+    that must produce the output from the raw scores again."""
+    out = model.graph.output[0].name
+    raw = f"{out}__drill_raw"
+    for node in model.graph.node:
+        node.output[:] = [raw if o == out else o for o in node.output]
+    return raw, out
+
+
+def _fixed_scores(value: float) -> Callable[[onnx.ModelProto], None]:
+    """Every score replaced by ``value`` (a constant, or NaN)."""
     def edit(model: onnx.ModelProto) -> None:
-        out = model.graph.output[0].name
-        raw = f"{out}__drill_raw"
-        for node in model.graph.node:
-            node.output[:] = [raw if o == out else o for o in node.output]
+        raw, out = _rewire_output(model)
         model.graph.initializer.extend([
             helper.make_tensor("drill_zero", TensorProto.FLOAT, [], [0.0]),
-            helper.make_tensor("drill_score", TensorProto.FLOAT, [], [score])])
+            helper.make_tensor("drill_score", TensorProto.FLOAT, [], [value])])
         model.graph.node.extend([
             helper.make_node("Mul", [raw, "drill_zero"], [f"{raw}_0"]),
             helper.make_node("Add", [f"{raw}_0", "drill_score"], [out])])
     return edit
+
+
+def _slow_chain(links: int, size: int = SLOW_SIZE) -> Callable[[onnx.ModelProto], None]:
+    """The same scores after ``links`` size×size MatMuls that depend on the scores (so ONNX
+    Runtime can neither fold nor drop them) and whose result is added times zero."""
+    def edit(model: onnx.ModelProto) -> None:
+        raw, out = _rewire_output(model)
+        rng = np.random.default_rng(0)
+        model.graph.initializer.extend([
+            helper.make_tensor("drill_zero", TensorProto.FLOAT, [], [0.0]),
+            numpy_helper.from_array(
+                (rng.standard_normal((size, size)) / size).astype(np.float32), "drill_seed"),
+            numpy_helper.from_array(np.eye(size, dtype=np.float32), "drill_link")])
+        nodes = [helper.make_node("ReduceSum", [raw], ["drill_s"], keepdims=0),
+                 helper.make_node("Mul", ["drill_s", "drill_zero"], ["drill_z"]),
+                 helper.make_node("Add", ["drill_seed", "drill_z"], ["drill_h0"])]
+        nodes += [helper.make_node("MatMul", [f"drill_h{i}", "drill_link"], [f"drill_h{i + 1}"])
+                  for i in range(links)]
+        nodes += [helper.make_node("ReduceSum", [f"drill_h{links}"], ["drill_r"], keepdims=0),
+                  helper.make_node("Mul", ["drill_r", "drill_zero"], ["drill_r0"]),
+                  helper.make_node("Add", [raw, "drill_r0"], [out])]
+        model.graph.node.extend(nodes)
+    return edit
+
+
+def _run_seconds(model: onnx.ModelProto, repeats: int = 30) -> float:
+    """Median seconds of one run on a one-row batch of zeros, through shopserve's ORT adapter."""
+    from shopserve.runtime.onnx import OnnxModel
+
+    session = OnnxModel(model.SerializeToString())
+    feed = {s.name: np.zeros([1 if d < 0 else d for d in s.shape], dtype=s.dtype)
+            for s in session.signature.inputs}
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(feed, check=False)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def slow_links(base: onnx.ModelProto, slowdown: float,
+               served_call_s: float | None = None) -> tuple[int, float]:
+    """How many chain links make one call ``slowdown`` times slower on this machine: a call
+    as the service measured it (``served_call_s``, features included) or, without it, the bare
+    ONNX Runtime run; and the seconds the links add."""
+    base_s = _run_seconds(base)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(base)
+    _slow_chain(16)(probe)
+    per_link = max((_run_seconds(probe) - base_s) / 16, 1e-7)
+    added = (slowdown - 1) * (served_call_s or base_s)
+    links = min(max(1, math.ceil(added / per_link)), MAX_LINKS)
+    return links, links * per_link
 
 
 class CorruptArtifact(Fault):
@@ -116,8 +185,11 @@ class CorruptArtifact(Fault):
 class BadCanary(Fault):
     def describe(self) -> str:
         s = self.spec
-        return (f"roll out a {s.variant} version of {s.model!r} (score {s.score:g}) as its "
-                f"canary (alias {s.alias!r}, weight {s.weight:g})")
+        what = {CanaryVariant.CONSTANT: f"constant-score ({s.score:g})",
+                CanaryVariant.NAN: "NaN-score",
+                CanaryVariant.SLOW: f"{s.slowdown:g}× slower (same scores)"}[s.variant]
+        return (f"roll out a {what} version of {s.model!r} as its canary (alias {s.alias!r}, "
+                f"weight {s.weight:g})")
 
     def how_undone(self) -> str:
         return ("canary weight 0, the alias moved back, replicas replaced to reload it, and the "
@@ -137,7 +209,7 @@ class BadCanary(Fault):
         base = reg.get(_serving(ctx.target, self.spec.model))
         alias_ref = f"{base.name}@{self.spec.alias}"
         self.detail["previous"] = reg.get(alias_ref).ref
-        bad = _copy_version(reg, base, _constant_scores(self.spec.score), "constant scores")
+        bad = _copy_version(reg, base, self._edit(ctx, reg, base), f"{self.spec.variant} canary")
         self.detail.update(version=bad.ref, bad_version=bad.version)
         reg.promote(bad.ref, self.spec.alias)
         self._reload(ctx)
@@ -145,6 +217,21 @@ class BadCanary(Fault):
         if r.status_code != 200:
             raise UsageError(f"setting the canary weight failed: {r.status_code} {r.text[:200]}")
         self.detail["weight_set_at"] = ctx.now()
+
+    def _edit(self, ctx: FaultContext, reg: Registry,
+              base: ModelVersion) -> Callable[[onnx.ModelProto], None]:
+        s = self.spec
+        if s.variant is CanaryVariant.CONSTANT:
+            return _fixed_scores(s.score)
+        if s.variant is CanaryVariant.NAN:
+            return _fixed_scores(math.nan)
+        graph = str(base.config.get("graph", "model.onnx"))
+        call_s = ctx.target.version_call_seconds(s.model).get(str(base.version))
+        links, added = slow_links(onnx.load(str(reg.load(base.ref).files[graph])), s.slowdown,
+                                  call_s)
+        self.detail.update(links=links, stable_call_ms=None if call_s is None
+                           else round(call_s * 1000, 3), added_ms=round(added * 1000, 3))
+        return _slow_chain(links)
 
     def _reload(self, ctx: FaultContext) -> None:
         for replica in sorted(ctx.target.replicas(), key=lambda r: r.slot):
