@@ -88,8 +88,6 @@ def gateway_app(upstreams: list[str]):  # type: ignore[no-untyped-def]
 
 
 def serve(app: object, port: int | None = None, fd: int | None = None) -> None:
-    import asyncio
-
     import uvicorn
 
     # socket(fileno=) keeps the TCP family (uvicorn's own fd= path assumes a Unix socket and
@@ -97,8 +95,7 @@ def serve(app: object, port: int | None = None, fd: int | None = None) -> None:
     sock = socket.socket(fileno=fd) if fd is not None else None
     config = uvicorn.Config(app, host="127.0.0.1", port=port or 0, loop="uvloop",  # type: ignore[arg-type]
                             http="httptools", access_log=False, log_level="warning")
-    server = uvicorn.Server(config)
-    asyncio.run(server.serve(sockets=[sock] if sock else None))
+    uvicorn.Server(config).run(sockets=[sock] if sock else None)  # run() installs uvloop
 
 
 def spawn(*args: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:

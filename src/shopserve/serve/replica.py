@@ -72,7 +72,8 @@ def serve(spec: DeploymentSpec, sockets: list[socket.socket], state_path: Path |
         log_level="warning", timeout_graceful_shutdown=int(spec.health.drain_timeout_s),
         timeout_keep_alive=5, backlog=2048, proxy_headers=False,
         server_header=False)
-    asyncio.run(uvicorn.Server(config).serve(sockets=sockets))
+    # Server.run, not asyncio.run(serve()): only run() installs the uvloop event loop
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 def main(argv: list[str] | None = None) -> int:
