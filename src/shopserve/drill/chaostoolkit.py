@@ -16,12 +16,13 @@ from typing import Any
 import httpx
 import psutil
 
+from shopserve.drill.results import Verdict
 from shopserve.drill.spec import SelectMode, TargetSpec
 from shopserve.drill.target import DrillTarget, select_replicas
 from shopserve.errors import UsageError
 
-__all__ = ["hang_replica", "kill_replica", "probe_availability", "probe_p99_ms",
-           "resume_replicas", "set_canary_weight"]
+__all__ = ["hang_replica", "journal_verdict", "kill_replica", "probe_availability",
+           "probe_p99_ms", "resume_replicas", "set_canary_weight"]
 
 
 def _target(url: str, admin_token: str | None) -> DrillTarget:
@@ -123,3 +124,19 @@ def probe_p99_ms(url: str, seconds: float = 1.0, rate: float = 20.0,
         return None
     ordered = sorted(latencies)
     return round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3)
+
+
+def journal_verdict(journal: dict[str, Any]) -> Verdict:
+    """The verdict of a ``chaos run`` journal. Chaos Toolkit ends ``completed`` (exit 0) in cases
+    where a steady-state probe was out of tolerance, so read every part, not its status alone."""
+    rollbacks = journal.get("rollbacks") or []
+    if any(r.get("status") != "succeeded" for r in rollbacks):
+        return Verdict.ROLLBACK_FAILED
+    states = journal.get("steady_states") or {}
+    met = all(s.get("steady_state_met", False) for s in (states.get("before"),
+                                                          states.get("after")) if s is not None)
+    failed_actions = any(r.get("status") != "succeeded" for r in journal.get("run") or [])
+    if journal.get("deviated") or journal.get("status") != "completed" or not met \
+            or failed_actions:
+        return Verdict.DEVIATED
+    return Verdict.PASSED

@@ -45,7 +45,8 @@ class ProxyImpairment(Fault):
         return "the fault proxy goes back to passing bytes through untouched"
 
     def check_target(self, target: DrillTarget) -> None:
-        self._proxy(target)
+        if self.spec.between == "redis":  # the service proxy is started by the runner itself
+            self._proxy(target)
 
     def inject(self, ctx: FaultContext) -> None:
         self._proxy(ctx.target).set_fault(self.settings())
