@@ -309,14 +309,33 @@ def parse_drill(data: Any, source: str = "drill", text: str | None = None) -> Dr
     try:
         return DrillSpec.model_validate(data)
     except ValidationError as exc:
+        errors = [(_fix_loc(data, e["loc"]), e["msg"]) for e in exc.errors()]
+        for loc, msg in _extension_errors(data):  # checked too, so one run shows every problem
+            if (loc, msg) not in errors:
+                errors.append((loc, msg))
         root = yaml.compose(text) if text else None
-        lines = [f"{source}: {exc.error_count()} problem(s)"]
-        for err in exc.errors():
-            loc = _fix_loc(data, err["loc"])
+        lines = [f"{source}: {len(errors)} problem(s)"]
+        for loc, msg in errors:
             where = ".".join(str(p) for p in loc) or "(top level)"
             line = _line_of(root, loc)
-            lines.append(f"  {where}{f' (line {line})' if line else ''}: {err['msg']}")
+            lines.append(f"  {where}{f' (line {line})' if line else ''}: {msg}")
         raise SpecError("\n".join(lines)) from exc
+
+
+def _extension_errors(data: Any) -> list[tuple[tuple[int | str, ...], str]]:
+    """Problems of the shopserve extension, found even when the rest of the file has some."""
+    extensions = data.get("extensions") if isinstance(data, dict) else None
+    if not isinstance(extensions, list):
+        return []
+    raw = next((e for e in extensions if isinstance(e, dict) and e.get("name") == "shopserve"),
+               None)
+    if raw is None:
+        return []
+    try:
+        ShopserveExtension.model_validate(raw)
+    except ValidationError as exc:
+        return [(_fix_loc(data, e["loc"]), e["msg"]) for e in exc.errors()]
+    return []
 
 
 def _fix_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
