@@ -89,3 +89,16 @@ def test_ndcg_and_recall_on_graded_judgments() -> None:
     assert mean_metrics([["a"], ["z"]], [judged, {"z": 1.0}]) == {
         "ndcg@10": pytest.approx(2.0 / ideal), "recall@100": pytest.approx(0.5)}
     assert topk_agreement(np.array([[1, 2], [3, 4]]), np.array([[2, 1], [3, 5]])) == 0.75
+
+
+def test_trigram_coverage_survives_a_typo_that_bm25_misses() -> None:
+    from shopserve.models.search.features import FEATURE_NAMES, TitleFeatures, trigrams
+
+    assert trigrams("Tap") == {" ta", "tap", "ap "}
+    titles = ["toilet seat white", "garden hose"]
+    index = BM25Index(titles)
+    feats = TitleFeatures(titles, index).pairs(
+        "toliet", np.array([0, 1]), index.scores("toliet")[[0, 1]], np.zeros(2, np.float32))
+    column = FEATURE_NAMES.index("trigram_coverage")
+    assert index.scores("toliet").tolist() == [0.0, 0.0]
+    assert feats[0, column] > 0.3 > feats[1, column] >= 0.0

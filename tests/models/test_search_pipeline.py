@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from shopserve.data import DemoShopSpec, generate_demo_shop
-from shopserve.errors import ConflictError, InputError
+from shopserve.errors import ConflictError, InputError, IntegrityError
 from shopserve.models import evaluate, load_pipeline
 from shopserve.models.base import Hit, TrainedModel
 from shopserve.models.search import SearchPipeline, SearchTrainSpec, train_search
@@ -163,6 +163,12 @@ def test_bad_queries_are_refused_with_a_clear_message(
 ) -> None:
     with pytest.raises(InputError, match=message):
         pipe.search(queries, k)
+
+
+def test_a_model_trained_on_other_features_is_refused(trained: TrainedModel) -> None:
+    config = {**trained.config, "features": ["bm25", "cosine"]}
+    with pytest.raises(IntegrityError, match=r"trained on features \['bm25', 'cosine'\]"):
+        load_pipeline(ModelKind.SEARCH, config, trained.files)
 
 
 def test_training_refuses_a_folder_that_holds_files(tmp_path: Path) -> None:

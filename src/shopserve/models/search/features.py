@@ -17,7 +17,13 @@ FEATURE_NAMES = (
     "idf_coverage",  # the same, weighted by term idf
     "phrase_match",  # the whole analyzed query appears in the title
     "title_terms_log",
+    "trigram_coverage",  # share of the query's character 3-grams found in the title (typos)
 )
+
+
+def trigrams(text: str) -> set[str]:
+    """Character 3-grams of each analyzed word, padded so short words still count."""
+    return {f" {w} "[i : i + 3] for w in analyze(text) for i in range(len(w))}
 
 
 class TitleFeatures:
@@ -38,6 +44,7 @@ class TitleFeatures:
         idf = {t: idf_of(self.bm25, t) for t in terms}
         idf_total = sum(idf.values()) or 1.0
         phrase = " " + " ".join(analyze(query)) + " "
+        grams = trigrams(query)
         out = np.zeros((len(candidates), len(FEATURE_NAMES)), dtype=np.float32)
         best_bm25 = float(bm25.max()) if bm25.size and bm25.max() > 0 else 1.0
         out[:, 0] = bm25
@@ -50,5 +57,7 @@ class TitleFeatures:
             out[row, 4] = len(hits) / len(terms) if terms else 0.0
             out[row, 5] = sum(idf[t] for t in hits) / idf_total
             out[row, 6] = float(bool(terms) and phrase in self.joined[doc])
+            if grams:
+                out[row, 8] = len(grams & trigrams(self.joined[doc])) / len(grams)
         out[:, 7] = self.log_len[candidates]
         return out

@@ -18,7 +18,7 @@ from shopserve.models.base import Hit
 from shopserve.models.search.ann import VectorIndex
 from shopserve.models.search.bm25 import BM25Index, top_n
 from shopserve.models.search.encoder import TextEncoder
-from shopserve.models.search.features import TitleFeatures
+from shopserve.models.search.features import FEATURE_NAMES, TitleFeatures
 from shopserve.models.search.reranker import RERANK_INPUT, RERANK_OUTPUT
 from shopserve.models.search.settings import SearchSettings
 from shopserve.models.search.tokenizer import QueryTokenizer
@@ -45,6 +45,10 @@ class SearchPipeline:
             self.settings = SearchSettings.model_validate(config.get("search", {}))
         except ValueError as exc:
             raise SpecError(f"search model config['search'] is invalid: {exc}") from exc
+        features = list(config.get("features", FEATURE_NAMES))
+        if features != list(FEATURE_NAMES):
+            raise IntegrityError(f"search model's re-ranker was trained on features {features}; "
+                                 f"this shopserve computes {list(FEATURE_NAMES)}: retrain it")
         tokenizer = QueryTokenizer(files["tokenizer.json"], self.settings.query_tokens)
         self.encoder = TextEncoder(files[graph], tokenizer, settings)
         catalog = pq.read_table(files["catalog.parquet"], columns=["product_id", "title"])
