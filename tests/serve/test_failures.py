@@ -148,8 +148,13 @@ def test_canary_breaking_its_guard_is_rolled_back_by_itself(server: str) -> None
         with Client(server) as client:
             seen = {client.rank([ctr_row(i)])["version"] for i in range(60)}
         assert seen == {1, 2}
-        wait_for(lambda: any("rolled back automatically" in e
-                             for e in admin.admin("status")["state"]["events"]))
+        with Client(server) as client:
+            def rolled_back() -> bool:
+                for i in range(10):  # keep traffic flowing while the guard watches
+                    client.rank([ctr_row(i + 1000)])
+                return any("rolled back automatically" in e
+                           for e in admin.admin("status")["state"]["events"])
+            wait_for(rolled_back)
         time.sleep(0.6)  # replicas pick the new weight up within 0.25 s
     with Client(server) as client:
         assert {client.rank([ctr_row(i)])["version"] for i in range(30)} == {1}

@@ -200,18 +200,35 @@ def version_totals(model: str) -> dict[str, dict[str, float]]:
 
 
 async def guard_canaries(api: ControlApi) -> None:
-    """Set a canary's weight to 0 (and record why) as soon as its guard is broken."""
+    """Set a canary's weight to 0 (and record why) as soon as its guard is broken.
+
+    Judged on what happened since the canary's weight last went above 0, so that earlier
+    traffic of the same version (say, as the stable one) does not count for or against it.
+    """
+    since: dict[str, dict[str, dict[str, float]]] = {}
     while not api.sup.stopping:
         await asyncio.sleep(1.0)
+        registry = Registry.open(api.sup.spec.home)
         for m in api.sup.spec.models:
-            if m.canary is None or api.state.canary_weights.get(m.endpoint, m.canary.weight) == 0:
+            weight = api.state.canary_weights.get(m.endpoint, m.canary.weight if m.canary else 0)
+            if m.canary is None or weight == 0:
+                since.pop(m.endpoint, None)
                 continue
             totals = version_totals(m.endpoint)
-            stable_v = api.state.refs.get(m.endpoint, m.ref)
-            canary_v = str(Registry.open(api.sup.spec.home).get(m.canary.ref).version)
-            stable = totals.get(str(Registry.open(api.sup.spec.home).get(stable_v).version), {})
-            why = canary_verdict(m.canary.guard, stable, totals.get(canary_v, {}))
+            if m.endpoint not in since:
+                since[m.endpoint] = totals
+                continue
+            stable_v = str(registry.get(api.state.refs.get(m.endpoint, m.ref)).version)
+            canary_v = str(registry.get(m.canary.ref).version)
+            why = canary_verdict(m.canary.guard, _delta(totals, since[m.endpoint], stable_v),
+                                 _delta(totals, since[m.endpoint], canary_v))
             if why:
                 weights = {**api.state.canary_weights, m.endpoint: 0.0}
                 api.save(f"canary {m.endpoint} rolled back automatically: {why}",
                          canary_weights=weights)
+
+
+def _delta(now: dict[str, dict[str, float]], then: dict[str, dict[str, float]],
+           version: str) -> dict[str, float]:
+    before = then.get(version, {})
+    return {k: v - before.get(k, 0.0) for k, v in now.get(version, {}).items()}
