@@ -45,7 +45,7 @@ class ProxyImpairment(Fault):
         return "the fault proxy goes back to passing bytes through untouched"
 
     def check_target(self, target: DrillTarget) -> None:
-        if self.spec.between == "redis":  # the service proxy is started by the runner itself
+        if getattr(self.spec, "between", "redis") == "redis":  # the runner starts the other
             self._proxy(target)
 
     def inject(self, ctx: FaultContext) -> None:
