@@ -30,6 +30,7 @@ class LaunchContext:
     model_path: Path  # the ONNX graph
     registry_ref: str  # the same graph in shopserve's registry
     registry_home: Path
+    output_name: str  # what a good answer contains
     port: int
     extra_ports: tuple[int, int, int]  # gRPC, metrics, management: whatever the peer needs
     work_dir: Path
@@ -59,6 +60,7 @@ class PeerSpec:
     batches: bool = False  # merges concurrent requests into one model call
     ceiling: bool = False  # answers a constant: the HTTP ceiling, not a model server
     startup_timeout_s: float = 120.0
+    base_python: str | None = None  # the interpreter its venv is made from (default: ours)
 
 
 ORT = ("onnxruntime", "numpy")
@@ -72,7 +74,7 @@ def _uvicorn(mode: str, workers: int) -> Callable[[LaunchContext], Launch]:
                 "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
                 "--no-access-log", "--log-level", "warning"]
         env = {"BENCH_MODE": mode, "BENCH_MODEL": str(ctx.model_path),
-               "BENCH_NAME": ctx.model_name}
+               "BENCH_NAME": ctx.model_name, "BENCH_OUTPUT": ctx.output_name}
         return Launch(argv, f"/v2/models/{ctx.model_name}/infer", env)
 
     return launch
@@ -166,16 +168,20 @@ PEERS: tuple[PeerSpec, ...] = (
     PeerSpec("bentoml-batch", "BentoML, adaptive batching", "2 workers, batch ≤32, ≤10 ms",
              "bentoml", ("bentoml", *ORT), _bento(True), body=BodyFormat.ITEMS, batches=True,
              startup_timeout_s=180),
+    # mlserver 1.7's worker pool calls asyncio.get_event_loop() in a fresh process, which
+    # uvloop 0.22 and later refuse: pinned so that its default (parallel) settings work
     PeerSpec("mlserver", "Seldon MLServer (Open Inference Protocol)", "defaults",
-             "mlserver", ("mlserver", *ORT), _mlserver, startup_timeout_s=180),
+             "mlserver", ("mlserver", "uvloop<0.22", *ORT), _mlserver, startup_timeout_s=180),
+    # Triton's Python stub links the system libpython3.11; a venv from another 3.11 build
+    # mixes two patch releases (its stdlib, their C core) and fails to start the model
     PeerSpec("pytriton", "NVIDIA PyTriton", "dynamic batching ≤64, 1 model instance",
-             "pytriton", ("nvidia-pytriton", *ORT), _pytriton, batches=True,
-             startup_timeout_s=180),
+             "pytriton-system-python", ("nvidia-pytriton", *ORT), _pytriton, batches=True,
+             startup_timeout_s=180, base_python="/usr/bin/python3.11"),
     PeerSpec("torchserve", "TorchServe", "2 workers", "torchserve",
-             ("torchserve", "torch-model-archiver", "torch==2.13.0", *ORT), _torchserve(False),
+             ("torchserve", "torch-model-archiver", "torch==2.13.0", "pyyaml", *ORT), _torchserve(False),
              startup_timeout_s=240),
     PeerSpec("torchserve-batch", "TorchServe, batching", "2 workers, batch ≤32, delay 1 ms",
-             "torchserve", ("torchserve", "torch-model-archiver", "torch==2.13.0", *ORT),
+             "torchserve", ("torchserve", "torch-model-archiver", "torch==2.13.0", "pyyaml", *ORT),
              _torchserve(True), batches=True, startup_timeout_s=240),
     PeerSpec("shopserve", "shopserve, embedded backend", "default deployment (2 replicas)",
              None, (), _shopserve, batches=True),

@@ -32,6 +32,8 @@ def ensure_env(peer: PeerSpec, root: Path = PEERS_DIR) -> Path:
     if peer.env is None:
         return Path(sys.executable)
     env_dir = root / peer.env
+    if peer.base_python is not None and not Path(peer.base_python).exists():
+        raise EnvError(f"needs {peer.base_python}")
     python = env_dir / "bin" / "python"
     wanted = hashlib.sha256("\n".join(sorted(set(peer.requirements))).encode()).hexdigest()
     marker = env_dir / f".installed-{wanted[:16]}"
@@ -43,7 +45,7 @@ def ensure_env(peer: PeerSpec, root: Path = PEERS_DIR) -> Path:
     log = root / f"{peer.env}.install.log"
     with log.open("ab") as out:
         if not python.exists():
-            _run([base_python(), "-m", "venv", str(env_dir)], out, log)
+            _run([peer.base_python or base_python(), "-m", "venv", str(env_dir)], out, log)
         _run([str(python), "-m", "pip", "install", "-q", "-c", str(constraints),
               *peer.requirements], out, log)
     marker.write_text("\n".join(peer.requirements) + "\n")

@@ -24,6 +24,8 @@ from peers.catalog import Launch, LaunchContext, PeerSpec
 from peers.workloads import Workload
 from peers.wrk import Cell, run_wrk
 
+REFUSED_FOR_S = 15.0
+
 
 @dataclass(frozen=True)
 class Pinning:
@@ -126,6 +128,7 @@ def first_good_answer(proc: PeerProcess, port: int, path: str, body: bytes, expe
     """Seconds from process start to the first 200 answer that contains ``expect``."""
     deadline = started + timeout_s
     last = "no answer"
+    refused_since: float | None = None  # a client error that persists is a wrong request
     while time.perf_counter() < deadline:
         if not proc.alive():
             raise RuntimeError(f"exited with code {proc.proc.returncode}: {proc.tail()}")
@@ -137,12 +140,16 @@ def first_good_answer(proc: PeerProcess, port: int, path: str, body: bytes, expe
             if response.status == 200 and expect.encode() in data:
                 return time.perf_counter() - started
             last = f"HTTP {response.status}: {data[:200]!r}"
+            if response.status in (400, 405, 415, 422):
+                refused_since = refused_since or time.perf_counter()
+                if time.perf_counter() - refused_since > REFUSED_FOR_S:
+                    break
         except (OSError, http.client.HTTPException) as exc:
             last = type(exc).__name__
         finally:
             conn.close()
         time.sleep(0.05)
-    raise RuntimeError(f"no good answer within {timeout_s:.0f} s (last: {last}); "
+    raise RuntimeError(f"no good answer after {time.perf_counter() - started:.0f} s (last: {last}); "
                        f"log: {proc.tail()}")
 
 
@@ -152,7 +159,7 @@ def run_peer(peer: PeerSpec, python: Path, workload: Workload, settings: RunSett
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     ctx = LaunchContext(python, workload.model_name, workload.model_path, workload.registry_ref,
-                        workload.registry_home, port, (free_port(), free_port(), free_port()),
+                        workload.registry_home, workload.output, port, (free_port(), free_port(), free_port()),
                         work)
     launch = peer.launch(ctx)
     body = workload.body(peer.body)

@@ -4,8 +4,7 @@
 the event loop), ``fastapi`` (FastAPI with a pydantic request model, ORT inline).
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI reads the annotations at run time
 import json
 import os
 from typing import Any
@@ -23,7 +22,7 @@ def create_app() -> Any:
 
     if mode == "const":
         payload = dumps({"model_name": name, "outputs": [
-            {"name": "score", "datatype": "FP32", "shape": [1], "data": [0.5]}]})
+            {"name": os.environ["BENCH_OUTPUT"], "datatype": "FP32", "shape": [1], "data": [0.5]}]})
 
         async def const(request: Request) -> Response:
             await request.body()
