@@ -31,7 +31,6 @@ app = typer.Typer(
 )
 models.app.command("train")(train.train_cmd)
 app.add_typer(models.app, name="models", help="Registry: versions, aliases, promotion, rollback.")
-app.add_typer(serve.app, name="serve", help="Serve models online from a deployment file.")
 app.add_typer(batch.app, name="batch", help="Streaming, resumable batch scoring.")
 app.add_typer(bundle.app, name="bundle", help="Air-gapped bundles: build, verify, install.")
 app.add_typer(drill.app, name="drill", help="Disaster-recovery drills against the live service.")
@@ -39,6 +38,9 @@ app.add_typer(monitor.app, name="monitor", help="Metrics, drift and service stat
 app.add_typer(tune.app, name="tune", help="Capacity planning: replicas, batch size, cache size.")
 app.command("optimize", help="Export, optimize, quantize with a quality gate.")(
     optimize.optimize_command
+)
+app.command("serve", help="Serve models online from a deployment file or registry refs.")(
+    serve.serve
 )
 app.command("doctor", help="Check this machine before a deployment.")(doctor.doctor)
 app.command("quickstart", help="Demo shop → model → optimized → registered → served.")(

@@ -23,12 +23,7 @@ from shopserve.optimize import (
 from shopserve.registry import Registry
 from shopserve.runtime.onnx import Device
 
-# One command, not a group: options may follow the reference (`optimize ctr@1 --recipe graph`).
-app = typer.Typer(no_args_is_help=True, invoke_without_command=True,
-                  context_settings={"allow_interspersed_args": True})
 
-
-@app.callback()
 def optimize_command(
     ref: Annotated[str, typer.Argument(help="The parent version, e.g. ctr@1 or ctr@production.")],
     recipe: Annotated[list[str], typer.Option(

@@ -13,10 +13,7 @@ import typer
 
 from shopserve.errors import UsageError
 
-app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 
-
-@app.callback(invoke_without_command=True)
 def serve(
     deployment: Annotated[Path | None, typer.Argument(help="Deployment YAML file.")] = None,
     model: Annotated[list[str] | None, typer.Option(
@@ -33,7 +30,8 @@ def serve(
 ) -> None:
     """Serve models online: start every replica, print when ready, drain on Ctrl-C/SIGTERM."""
     from shopserve.serve.launch import serve_deployment
-    from shopserve.serve.spec import load_deployment, parse_deployment
+    from shopserve.serve.spec import parse_deployment
+    from shopserve.tune import load_tuned_deployment
 
     if deployment is None and not model:
         raise UsageError("give a deployment file or at least one --model ref")
@@ -41,7 +39,7 @@ def serve(
         raise UsageError("give either a deployment file or --model, not both")
     data: dict[str, Any]
     if deployment is not None:
-        data = load_deployment(deployment).model_dump(exclude_unset=True)
+        data = load_tuned_deployment(deployment, home).model_dump(exclude_unset=True)
     else:
         batching = {"max_batch_size": max_batch_size} if max_batch_size else {}
         data = {"models": [{"ref": ref, "batching": batching} for ref in model or []]}
