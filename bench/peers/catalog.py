@@ -64,6 +64,7 @@ class PeerSpec:
 
 
 ORT = ("onnxruntime", "numpy")
+TORCHSERVE = ("torchserve", "torch-model-archiver", "torch==2.13.0", "pyyaml", *ORT)
 ASGI = ("starlette", "uvicorn[standard]", "fastapi", *ORT)
 
 
@@ -178,11 +179,10 @@ PEERS: tuple[PeerSpec, ...] = (
              "pytriton-system-python", ("nvidia-pytriton", *ORT), _pytriton, batches=True,
              startup_timeout_s=180, base_python="/usr/bin/python3.11"),
     PeerSpec("torchserve", "TorchServe", "2 workers", "torchserve",
-             ("torchserve", "torch-model-archiver", "torch==2.13.0", "pyyaml", *ORT), _torchserve(False),
+             TORCHSERVE, _torchserve(False),
              startup_timeout_s=240),
     PeerSpec("torchserve-batch", "TorchServe, batching", "2 workers, batch ≤32, delay 1 ms",
-             "torchserve", ("torchserve", "torch-model-archiver", "torch==2.13.0", "pyyaml", *ORT),
-             _torchserve(True), batches=True, startup_timeout_s=240),
+             "torchserve", TORCHSERVE, _torchserve(True), batches=True, startup_timeout_s=240),
     PeerSpec("shopserve", "shopserve, embedded backend", "default deployment (2 replicas)",
              None, (), _shopserve, batches=True),
 )

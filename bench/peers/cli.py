@@ -29,14 +29,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "shopserve always runs, as the reference of the ratios")
     ap.add_argument("--workloads", default="ctr,search", help="ctr, search (default both)")
     ap.add_argument("--concurrency", default="1,16,64", help="connections per level")
-    ap.add_argument("--duration", type=int, default=5, help="seconds measured per level")
+    ap.add_argument("--duration", type=int, default=3, help="seconds measured per level")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of load before each level")
     ap.add_argument("--pin", choices=["auto", "split", "none"], default="auto",
                     help="split: wrk on the last CPU, servers on the others (auto: when ≥ 2)")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="seconds for the whole run; peers not started by then get a row "
+                         "saying so (0: no limit)")
     ap.add_argument("--in-place", action="store_true",
                     help="run every peer with this interpreter instead of its own venv")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where the table goes")
     ap.add_argument("--name", default="peers", help="file stem of the results")
+    ap.add_argument("--models-dir", type=Path, default=PEERS_DIR / "models",
+                    help="where the exported models are cached")
     ap.add_argument("--list", action="store_true", help="list the peers and exit")
     return ap.parse_args(argv)
 
@@ -87,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         "load": (f"wrk {wrk_version()}, 1 thread, closed loop of N keep-alive connections, "
                  f"{args.warmup} s warm-up then {args.duration} s measured per level, loopback"),
         "concurrency": list(concs), "duration_s": args.duration, "warmup_s": args.warmup}
-    workloads = prepare(args.workloads.split(","), PEERS_DIR / "models")
+    workloads = prepare(args.workloads.split(","), args.models_dir)
     run["workloads"] = [{"name": w.name, "title": w.title if isinstance(w, Workload) else w.name,
                          **({"skipped": w.reason} if isinstance(w, Skipped) else {})}
                         for w in workloads]
     results = run_all(peers, [w for w in workloads if isinstance(w, Workload)], settings,
-                      args.in_place)
+                      args.in_place, time.monotonic() + args.budget if args.budget else None)
     run["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     run["conditions"] += f"; {os.getloadavg()[0]:.1f} at the end"
     write(args.out, args.name, run, peers, results)
@@ -100,10 +105,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_all(peers: list[PeerSpec], workloads: list[Workload], settings: RunSettings,
-            in_place: bool) -> list[PeerResult]:
+            in_place: bool, deadline: float | None) -> list[PeerResult]:
     results: list[PeerResult] = []
     # shopserve first, so every later line can print its ratio
     for peer in sorted(peers, key=lambda p: p.name != SHOPSERVE):
+        if deadline is not None and time.monotonic() > deadline:
+            results += [PeerResult(peer.name, w.name, "not run: the --budget was spent")
+                        for w in workloads]
+            continue
         try:
             python = Path(sys.executable) if in_place else ensure_env(peer)
         except EnvError as exc:

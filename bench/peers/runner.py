@@ -149,8 +149,8 @@ def first_good_answer(proc: PeerProcess, port: int, path: str, body: bytes, expe
         finally:
             conn.close()
         time.sleep(0.05)
-    raise RuntimeError(f"no good answer after {time.perf_counter() - started:.0f} s (last: {last}); "
-                       f"log: {proc.tail()}")
+    waited = time.perf_counter() - started
+    raise RuntimeError(f"no good answer after {waited:.0f} s (last: {last}); log: {proc.tail()}")
 
 
 def run_peer(peer: PeerSpec, python: Path, workload: Workload, settings: RunSettings) \
@@ -159,8 +159,8 @@ def run_peer(peer: PeerSpec, python: Path, workload: Workload, settings: RunSett
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     ctx = LaunchContext(python, workload.model_name, workload.model_path, workload.registry_ref,
-                        workload.registry_home, workload.output, port, (free_port(), free_port(), free_port()),
-                        work)
+                        workload.registry_home, workload.output, port,
+                        (free_port(), free_port(), free_port()), work)
     launch = peer.launch(ctx)
     body = workload.body(peer.body)
     url = f"http://127.0.0.1:{port}{launch.path}"
