@@ -1,6 +1,6 @@
 """Run the shipped drills with their own (realistic) durations and report against the goals.
 
-    python bench/drills/run.py [--drills replica-crash,zone-loss] [--out bench/drills/results]
+    python bench/drills/run.py [--drills replica-crash,zone-loss] [--out bench/results/drills]
 
 Starts its own deployment (demo-shop CTR model, 2 replicas in 2 zones, canary on ``ctr@canary``,
 a real redis-server on a free port), all on 127.0.0.1, and stops everything after.
@@ -103,7 +103,7 @@ def deployment(home: Path, redis_url: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drills", default=",".join(GOAL_DRILLS))
-    parser.add_argument("--out", type=Path, default=Path("bench/drills/results"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/drills"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     redis_proc, redis_url = start_redis()
