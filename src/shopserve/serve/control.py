@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -173,11 +174,12 @@ def canary_verdict(guard: GuardSpec, stable: dict[str, float],
     if canary.get("errors", 0.0) / calls > guard.max_error_rate:
         return f"error rate {canary['errors'] / calls:.3f} > {guard.max_error_rate}"
     mean_ms = 1000 * canary.get("seconds", 0.0) / calls
-    if mean_ms > guard.max_mean_latency_ms:
+    # NaN compares False with everything: a canary answering NaN must fail the guard, not pass.
+    if not math.isfinite(mean_ms) or mean_ms > guard.max_mean_latency_ms:
         return f"mean model latency {mean_ms:.1f} ms > {guard.max_mean_latency_ms} ms"
     if canary.get("scored", 0) and stable.get("scored", 0):
         shift = abs(canary["score"] / canary["scored"] - stable["score"] / stable["scored"])
-        if shift > guard.max_score_shift:
+        if not math.isfinite(shift) or shift > guard.max_score_shift:
             return f"mean score moved by {shift:.3f} > {guard.max_score_shift}"
     return None
 
