@@ -74,6 +74,8 @@ def test_nan_canary_answers_are_caught_by_the_verdict(
     nan_check = next(c for c in ext["checks"] if c["name"] == "answers with a NaN or missing score")
     assert not nan_check["ok"] and nan_check["observed"] > 0, ext["windows"]
     assert ext["verdict"] == "deviated" and ext["exit_code"] == 3
+    # The canary guard treats NaN scores as a failed guard, so the canary is pulled too.
+    assert checks(journal)["bad canary rolled back automatically"], ext["faults"]
     assert_as_before(owned, drill_home)
 
 
