@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from shopserve.errors import InputError, NotFoundError, SpecError
-from shopserve.models.features import FeatureSpec, Rows, featurize
+from shopserve.models.features import FeatureSpec, Rows, featurizer
 from shopserve.models.metrics import log_loss, roc_auc
 from shopserve.runtime.onnx import OnnxModel, SessionSettings
 from shopserve.types import ModelSignature
@@ -40,6 +40,7 @@ class RankPipeline:
         except (KeyError, ValidationError) as exc:
             raise SpecError(f"rank model config: bad or missing 'features': {exc}") from exc
         self.label = str(config.get("label", "label"))
+        self.featurizer = featurizer(self.features)  # compiled once: no per-call set-up
         self.graph_name = str(config.get("graph", "model.onnx"))
         self.model = OnnxModel(artifact(files, self.graph_name), settings)
 
@@ -52,7 +53,7 @@ class RankPipeline:
 
     def rank(self, rows: Rows) -> np.ndarray:
         """Float32 scores, one per row, in the order given."""
-        tensors = featurize(self.features, rows)
+        tensors = self.featurizer(rows)
         if len(tensors["dense"]) == 0:
             return np.zeros(0, dtype=np.float32)
         return np.asarray(self.model.run(tensors, check=False)["score"], dtype=np.float32)

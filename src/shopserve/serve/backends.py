@@ -66,7 +66,7 @@ class ServedModel:
         scores = np.asarray(self.pipe.rank(rows), dtype=np.float64)
         if len(scores) != len(rows):
             raise InputError(f"model returned {len(scores)} scores for {len(rows)} rows")
-        return [float(s) for s in scores]
+        return scores.tolist()  # type: ignore[no-any-return]
 
     def search(self, queries: list[str], k: int) -> list[list[dict[str, Any]]]:
         self._need(ModelKind.SEARCH, "/v1/search")
