@@ -26,6 +26,7 @@ class _Item(Generic[P, R]):
     size: int
     deadline: float
     future: asyncio.Future[R] = field(repr=False)
+    enqueued: float = 0.0
 
 
 class Batcher(Generic[P, R]):
@@ -33,8 +34,10 @@ class Batcher(Generic[P, R]):
 
     def __init__(self, run_batch: Callable[[list[P]], list[R]], max_batch_size: int,
                  max_delay_s: float, queue_limit: int,
-                 on_batch: Callable[[int], None] | None = None, inline: bool = True) -> None:
+                 on_batch: Callable[[int], None] | None = None, inline: bool = True,
+                 on_wait: Callable[[float], None] | None = None) -> None:
         self.run_batch = run_batch
+        self.on_wait = on_wait  # seconds the oldest request of each batch waited
         self.inline = inline
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
@@ -57,7 +60,7 @@ class Batcher(Generic[P, R]):
             self._task = loop.create_task(self._loop())
         future: asyncio.Future[R] = loop.create_future()
         self.waiting += size
-        self._items.append(_Item(payload, size, deadline, future))
+        self._items.append(_Item(payload, size, deadline, future, time.monotonic()))
         wake = self._wake
         if wake is not None and not wake.done() and (
                 len(self._items) == 1 or self.waiting >= self.max_batch_size):
@@ -101,6 +104,8 @@ class Batcher(Generic[P, R]):
             batch, rows = await self._collect()
             self.waiting -= rows
             now = time.monotonic()
+            if self.on_wait is not None:
+                self.on_wait(now - batch[0].enqueued)
             live = []
             for item in batch:
                 if item.deadline <= now or item.future.done():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,8 @@ class DataPlane:
         self.redis: RedisCache | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.ready = False
+        # called with (op, payload, answer) for every domain answer (monitoring); must be cheap
+        self.on_answer: Callable[[str, Any, Answer], None] | None = None
 
     @classmethod
     def load(cls, spec: DeploymentSpec, refs: dict[str, str] | None = None) -> DataPlane:
@@ -108,7 +111,7 @@ class DataPlane:
         key = cache_key(runner.model.ref, op, payload)
         cached = await self._cached(key) if endpoint.spec.cache else None
         if cached is not None:
-            return Answer(cached, model, version, cached=True)
+            return self._answered(op, payload, Answer(cached, model, version, cached=True))
         try:
             result = await runner.batchers[op].submit(payload, size, deadline)
         except (UsageError, OverloadedError):
@@ -119,10 +122,16 @@ class DataPlane:
             fallback = self._fallback(endpoint, op, payload, key)
             if fallback is None:
                 raise
-            return Answer(fallback[1], model, version, fallback=fallback[0])
+            return self._answered(op, payload,
+                                  Answer(fallback[1], model, version, fallback=fallback[0]))
         self._remember(endpoint, key, result)
         self._mirror(endpoint, op, payload, size, result)
-        return Answer(result, model, version)
+        return self._answered(op, payload, Answer(result, model, version))
+
+    def _answered(self, op: str, payload: Any, answer: Answer) -> Answer:
+        if self.on_answer is not None:
+            self.on_answer(op, payload, answer)
+        return answer
 
     async def infer(self, name: str, version: str | None,
                     inputs: dict[str, np.ndarray]) -> tuple[ServedModel, dict[str, np.ndarray]]:

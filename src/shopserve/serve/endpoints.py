@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from shopserve.errors import UsageError
+from shopserve.monitor import metrics as monitor_metrics
 from shopserve.serve import metrics
 from shopserve.serve.backends import ServedModel
 from shopserve.serve.batching import Batcher
@@ -38,11 +39,13 @@ class VersionRunner:
         self._seconds = metrics.VERSION_SECONDS.labels(endpoint, version)
         self._score_sum = metrics.SCORES.labels(endpoint, version)
         self._scored = metrics.SCORED.labels(endpoint, version)
+        self._model_seconds = monitor_metrics.MODEL_DURATION.labels(endpoint, version)
+        waited = monitor_metrics.QUEUE_WAIT.labels(endpoint, version)
         for op, run in self._ops().items():
             self.batchers[op] = Batcher(
                 self._timed(run), spec.batching.max_batch_size,
                 spec.batching.max_queue_delay_ms / 1000, spec.queue_limit, hist.observe,
-                inline=not spec.batching.threaded)
+                inline=not spec.batching.threaded, on_wait=waited.observe)
 
     def _ops(self) -> dict[str, Callable[[list[Any]], list[Any]]]:
         ops: dict[str, Callable[[list[Any]], list[Any]]] = {"infer": self._infer}
@@ -64,7 +67,9 @@ class VersionRunner:
                 self._errors.inc()
                 raise
             finally:
-                self._seconds.inc(time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                self._seconds.inc(elapsed)
+                self._model_seconds.observe(elapsed)
         return call
 
     def _rank(self, payloads: list[list[dict[str, Any]]]) -> list[list[float]]:

@@ -40,6 +40,7 @@ def serve_deployment(spec: DeploymentSpec, on_ready: Callable[[str], None],
 async def _main(spec: DeploymentSpec, base: Path, on_ready: Callable[[str], None]) -> None:
     import uvicorn
 
+    from shopserve.monitor.history import record_history
     from shopserve.serve.control import ControlApi, guard_canaries
     from shopserve.serve.supervisor import Supervisor
 
@@ -67,7 +68,8 @@ async def _main(spec: DeploymentSpec, base: Path, on_ready: Callable[[str], None
     if start.done():
         start.result()  # raises when a replica could not start
         on_ready(f"http://{spec.server.host}:{sup.port}")
-        tasks = [loop.create_task(sup.watch()), loop.create_task(guard_canaries(api))]
+        tasks = [loop.create_task(sup.watch()), loop.create_task(guard_canaries(api)),
+                 loop.create_task(record_history(sup))]  # dashboard history, replica gauges
         await stop.wait()
         for task in tasks:
             task.cancel()

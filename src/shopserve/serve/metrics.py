@@ -21,10 +21,6 @@ from prometheus_client import (
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
-REQUESTS = Counter("shopserve_requests", "Requests answered, by outcome",
-                   ["model", "version", "route", "outcome"])
-LATENCY = Histogram("shopserve_request_seconds", "Time to answer, by model and route",
-                    ["model", "route"], buckets=LATENCY_BUCKETS)
 BATCH_SIZE = Histogram("shopserve_batch_size", "Rows per model call", ["model", "version"],
                        buckets=BATCH_BUCKETS)
 CACHE = Counter("shopserve_cache", "Cache lookups by layer and result", ["layer", "result"])
@@ -45,12 +41,6 @@ RESTARTS = Counter("shopserve_replica_restarts", "Replicas restarted by the supe
 
 
 @functools.cache
-def latency(model: str, route: str) -> Any:
-    """The latency child for (model, route), looked up once: labels() costs on every request."""
-    return LATENCY.labels(model, route)
-
-
-@functools.cache
 def cache_result(layer: str, result: str) -> Any:
     return CACHE.labels(layer, result)
 
@@ -63,8 +53,11 @@ def render() -> bytes:
     else:
         from prometheus_client import REGISTRY
 
-        return bytes(generate_latest(REGISTRY))
-    return bytes(generate_latest(registry))
+        registry = REGISTRY
+    # request counts and latency, drift and feedback quality: shopserve.monitor
+    from shopserve.monitor.metrics import render_scraped
+
+    return bytes(generate_latest(registry)) + render_scraped()
 
 
 def mark_dead(pid: int) -> None:

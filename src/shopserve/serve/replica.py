@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from shopserve.serve.dataplane import DataPlane
-from shopserve.serve.http import build_app
+from shopserve.serve.http import build_app, guarded
 from shopserve.serve.routes import ProtocolRoutes
 from shopserve.serve.spec import DeploymentSpec
 from shopserve.serve.state import ControlState
@@ -30,12 +31,18 @@ log = logging.getLogger("shopserve.serve.replica")
 
 
 def make_app(plane: DataPlane, state_path: Path | None) -> Starlette:
-    app = build_app(plane, ProtocolRoutes(plane).routes())
+    from shopserve.monitor.web import monitor_routes, running
+
+    run_dir = state_path.parent if state_path else Path(tempfile.mkdtemp(prefix="shopserve-"))
+    extra, monitor = monitor_routes(plane, run_dir, guarded)  # /v1/feedback, /dashboard
+    plane.on_answer = monitor.answered
+    app = build_app(plane, ProtocolRoutes(plane).routes() + extra)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(_watch(plane, state_path))
-        yield
+        async with running(monitor):
+            yield
         task.cancel()
         await plane.close()
 
@@ -88,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path)
     parser.add_argument("--fd", type=int, action="append", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s replica %(process)d "
-                        "%(levelname)s %(message)s", stream=sys.stderr)
+    from shopserve.monitor.logs import configure_json_logging
+
+    configure_json_logging("replica")
     spec = DeploymentSpec.model_validate_json(args.spec.read_text(encoding="utf-8"))
     # socket(fileno=) keeps the TCP family, so uvloop sets TCP_NODELAY on each connection.
     serve(spec, [socket.socket(fileno=fd) for fd in args.fd], args.state)

@@ -1,0 +1,70 @@
+"""Per-request monitoring: the request id (``X-Request-ID``, the client's when it sent a valid
+one), request counts and end-to-end latency, and a JSON log line for failed or slow requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from shopserve.monitor import metrics
+from shopserve.monitor.settings import MonitorSettings, RequestLog, monitor_settings
+
+HEADER = "x-request-id"
+VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+log = logging.getLogger("shopserve.requests")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What is known about the request being answered (filled in by the data plane)."""
+
+    id: str
+    model: str = ""
+    version: str = ""
+
+
+CURRENT: ContextVar[RequestRecord | None] = ContextVar("shopserve_request", default=None)
+_settings: MonitorSettings | None = None
+
+
+def settings() -> MonitorSettings:
+    global _settings
+    if _settings is None:
+        _settings = monitor_settings()
+    return _settings
+
+
+def new_id() -> str:
+    return os.urandom(12).hex()
+
+
+def begin(headers: Any) -> RequestRecord:
+    """Start a request: its id is the client's ``X-Request-ID`` when valid, else a new one."""
+    given = headers.get(HEADER)
+    record = RequestRecord(given if given and VALID_ID.match(given) else new_id())
+    CURRENT.set(record)
+    return record
+
+
+def finish(record: RequestRecord, endpoint: str, model: str, response: Any,
+           seconds: float) -> None:
+    """Count and time the request, return its id in a header, and log it when it failed."""
+    response.headers["X-Request-ID"] = record.id
+    status = response.status_code
+    metrics.requests(endpoint, record.model or model, record.version, status).inc()
+    metrics.duration(endpoint, record.model or model).observe(seconds)
+    mode = settings().request_log
+    if mode is RequestLog.OFF:
+        return
+    slow = seconds * 1000 >= settings().slow_request_ms
+    if mode is RequestLog.ALL or status >= 400 or slow:
+        level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or slow \
+            else logging.INFO
+        log.log(level, "request", extra={"fields": {
+            "endpoint": endpoint, "model": record.model or model, "version": record.version,
+            "status": status, "duration_ms": round(seconds * 1000, 3), "slow": slow}})
