@@ -27,6 +27,13 @@ def serve(
     home: Annotated[Path | None, typer.Option(envvar="SHOPSERVE_HOME",
                                               help="Registry home.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto")] = None,
+    backend: Annotated[str, typer.Option(
+        envvar="SHOPSERVE_BACKEND", help="embedded (replica processes) or ray (Ray Serve)")]
+    = "embedded",
+    address: Annotated[str | None, typer.Option(
+        envvar="SHOPSERVE_RAY_ADDRESS",
+        help="With --backend ray: auto, ray://HOST:PORT or HOST:PORT; none starts Ray here")]
+    = None,
 ) -> None:
     """Serve models online: start every replica, print when ready, drain on Ctrl-C/SIGTERM."""
     from shopserve.serve.launch import serve_deployment
@@ -56,5 +63,14 @@ def serve(
         names = ", ".join(m.endpoint for m in spec.models)
         typer.echo(f"shopserve ready at {url} ({spec.replicas} replicas; models: {names})")
 
-    serve_deployment(spec, ready)
+    if backend == "ray":
+        from shopserve.serve.ray_backend import RaySettings, serve_on_ray
+
+        serve_on_ray(spec, RaySettings(address=address), ready)
+    elif backend == "embedded":
+        if address is not None:
+            raise UsageError("--address is for --backend ray")
+        serve_deployment(spec, ready)
+    else:
+        raise UsageError(f"--backend must be embedded or ray, got {backend!r}")
     typer.echo("shopserve stopped")
