@@ -36,6 +36,11 @@ def predict(
     register_metrics: Annotated[bool, typer.Option(help="Store metrics on the version")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
     restart: Annotated[bool, typer.Option(help="Drop an unfinished job's parts")] = False,
+    engine: Annotated[str, typer.Option(help="local (processes) or ray (Ray Data actors)")]
+    = "local",
+    address: Annotated[str | None, typer.Option(
+        envvar="SHOPSERVE_RAY_ADDRESS", help="With --engine ray: auto or ray://HOST:PORT")]
+    = None,
 ) -> None:
     """Score every row of INPUT with MODEL; resumable after a crash by rerunning."""
     from shopserve.batch import PredictJobSpec, run_predict
@@ -49,7 +54,14 @@ def predict(
                               restart=restart)
     except ValidationError as exc:
         raise UsageError(describe_validation_error("batch predict", exc)) from exc
-    _report(run_predict(spec))
+    if engine == "ray":
+        from shopserve.batch.ray_engine import run_predict_on_ray
+
+        _report(run_predict_on_ray(spec, address))
+    elif engine == "local":
+        _report(run_predict(spec))
+    else:
+        raise UsageError(f"--engine must be local or ray, got {engine!r}")
 
 
 @app.command("recommend")

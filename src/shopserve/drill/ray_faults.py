@@ -1,0 +1,143 @@
+"""Faults for a deployment on Ray: a replica actor killed, a worker node killed; each reports
+what Ray's recovery did (replicas replaced, where they went, how long it took)."""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shopserve.drill.faults.base import Fault, FaultContext
+from shopserve.errors import UnavailableError, UsageError
+from shopserve.runtime import ray as ray_rt
+
+
+class RayFaultType(enum.StrEnum):
+    REPLICA_KILL = "ray-replica-kill"
+    NODE_KILL = "ray-node-kill"
+
+
+class _RayFault(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start_s: float = Field(default=2.0, ge=0)
+    duration_s: float = Field(default=0.0, ge=0)
+    address: str | None = "auto"  # the Ray cluster the deployment runs on
+    app: str = "shopserve"  # the Ray Serve application
+    recover_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class RayReplicaKillFault(_RayFault):
+    type: Literal[RayFaultType.REPLICA_KILL] = RayFaultType.REPLICA_KILL
+    deployment: str | None = None  # a model endpoint (its stable deployment); any model's else
+
+
+class RayNodeKillFault(_RayFault):
+    type: Literal[RayFaultType.NODE_KILL] = RayFaultType.NODE_KILL
+    node_id: str | None = None  # default: the worker node with the most replicas
+
+
+class _RayRecoveryFault(Fault):
+    needs_admin = False
+
+    def how_undone(self) -> str:
+        return "Ray Serve replaces the lost replicas; the drill waits until all run again"
+
+    def _snapshot(self) -> dict[str, Any]:
+        actors = ray_rt.replica_actors(self.spec.app)
+        return {"replicas": {a.name: a.node_id for a in actors},
+                "nodes": {n.node_id: n.alive for n in ray_rt.nodes()}}
+
+    def _connect(self) -> None:
+        ray_rt.connect(self.spec.address)
+
+    def inject(self, ctx: FaultContext | None) -> None:
+        self._connect()
+        self.detail["before"] = self._snapshot()
+        self.detail["counts"] = ray_rt.wait_running(self.spec.app, 30)
+        self._inject()
+        self.detail["injected_at"] = time.monotonic()
+
+    def _inject(self) -> None:
+        raise NotImplementedError
+
+    def undo(self, ctx: FaultContext | None) -> None:
+        """Wait for Ray to bring every deployment back to its replica count; record how."""
+        start = float(self.detail["injected_at"])
+        deadline = start + self.spec.recover_timeout_s
+        lost = set(self.detail.get("lost", []))
+        while time.monotonic() < deadline:
+            status = ray_rt.app_status(self.spec.app)
+            now = self._snapshot()
+            if (status["status"] == "RUNNING" and status["replicas"] == self.detail["counts"]
+                    and not lost & set(now["replicas"])):
+                self.detail["after"] = now
+                self.detail["recovered_s"] = round(time.monotonic() - start, 2)
+                return
+            time.sleep(0.25)
+        self.detail["after"] = self._snapshot()
+        raise UnavailableError(f"Ray did not restore {self.spec.app!r} within "
+                               f"{self.spec.recover_timeout_s} s: {ray_rt.app_status(self.spec.app)}")
+
+    def report(self) -> dict[str, Any]:
+        """What happened, for the drill report: lost and new replicas, nodes, time to recover."""
+        before = self.detail.get("before", {}).get("replicas", {})
+        after = self.detail.get("after", {}).get("replicas", {})
+        return {"fault": self.name, "lost": sorted(self.detail.get("lost", [])),
+                "replaced_by": {name: node for name, node in after.items() if name not in before},
+                "nodes_before": self.detail.get("before", {}).get("nodes", {}),
+                "nodes_after": self.detail.get("after", {}).get("nodes", {}),
+                "recovered_s": self.detail.get("recovered_s"),
+                "killed_raylet_pid": self.detail.get("raylet_pid")}
+
+
+class RayReplicaKill(_RayRecoveryFault):
+    def describe(self) -> str:
+        return f"kill one replica actor of {self.spec.deployment or 'a model deployment'} on Ray"
+
+    def _inject(self) -> None:
+        actors = [a for a in ray_rt.replica_actors(self.spec.app) if a.deployment != "gateway"
+                  and (self.spec.deployment is None or a.deployment == self.spec.deployment)]
+        if not actors:
+            raise UsageError(f"no replica of {self.spec.deployment or 'any model'} in Ray Serve "
+                             f"application {self.spec.app!r}")
+        victim = actors[0]
+        self.detail["lost"] = [victim.name]
+        ray_rt.kill_actor(victim.name)
+
+
+class RayNodeKill(_RayRecoveryFault):
+    def describe(self) -> str:
+        return f"kill Ray worker node {self.spec.node_id or '(the busiest)'}"
+
+    def _inject(self) -> None:
+        workers = [n for n in ray_rt.nodes() if n.alive and not n.head]
+        replicas = self.detail["before"]["replicas"]
+        if self.spec.node_id is not None:
+            workers = [n for n in workers if n.node_id == self.spec.node_id]
+        if not workers:
+            raise UsageError("no live worker node to kill (the head node is never killed)")
+        node = max(workers, key=lambda n: sum(1 for v in replicas.values() if v == n.node_id))
+        self.detail["node"] = node.node_id
+        self.detail["lost"] = [name for name, where in replicas.items() if where == node.node_id]
+        self.detail["raylet_pid"] = ray_rt.kill_node(node.node_id)
+
+
+RAY_FAULTS: dict[RayFaultType, type[_RayRecoveryFault]] = {
+    RayFaultType.REPLICA_KILL: RayReplicaKill,
+    RayFaultType.NODE_KILL: RayNodeKill,
+}
+
+
+def build_ray_fault(spec: RayReplicaKillFault | RayNodeKillFault) -> _RayRecoveryFault:
+    return RAY_FAULTS[spec.type](spec)
+
+
+def run_ray_fault(spec: RayReplicaKillFault | RayNodeKillFault) -> dict[str, Any]:
+    """Inject one fault, wait for Ray's recovery, and return the report."""
+    fault = build_ray_fault(spec)
+    fault.inject(None)
+    fault.undo(None)
+    return fault.report()
