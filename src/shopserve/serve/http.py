@@ -21,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from shopserve.errors import InputError, PayloadTooLargeError, ShopserveError, UnavailableError
-from shopserve.serve import metrics
+from shopserve.monitor import requests as request_monitor
 from shopserve.serve.dataplane import DataPlane
 
 log = logging.getLogger("shopserve.serve")
@@ -87,6 +87,7 @@ def guarded(route: str, handler: Handler) -> Handler:
     async def run(request: Request) -> Response:
         start = time.perf_counter()
         model = request.path_params.get("name", "")
+        record = request_monitor.begin(request.headers)  # X-Request-ID, in every log line
         try:
             response = await handler(request)
         except ShopserveError as exc:
@@ -95,7 +96,8 @@ def guarded(route: str, handler: Handler) -> Handler:
             log.exception("unexpected error on %s", request.url.path)
             response = json_response({"error": "internal error; see the replica log",
                                       "type": "InternalError"}, 500)
-        metrics.latency(model or route, route).observe(time.perf_counter() - start)
+        request_monitor.finish(record, route, model, response,
+                               time.perf_counter() - start)
         return response
     return run
 
