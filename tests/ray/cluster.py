@@ -65,9 +65,18 @@ class LocalRayCluster:
         found = []
         for proc in psutil.process_iter(["pid", "cmdline"]):
             cmd = " ".join(proc.info["cmdline"] or [])
-            if any(m in cmd for m in marks) and proc.pid != os.getpid():
+            if proc.pid != os.getpid() and (any(m in cmd for m in marks) or self._holds(proc)):
                 found.append(proc)
         return found
+
+    def _holds(self, proc: psutil.Process) -> bool:
+        """Ray renames its agents and workers (``ray::...``); they keep logs open in our dir."""
+        if " ".join(proc.info["cmdline"] or [])[:5] != "ray::":
+            return False
+        try:
+            return any(f.path.startswith(str(self.temp)) for f in proc.open_files())
+        except psutil.Error:
+            return False
 
     def raylet_pids(self) -> list[int]:
         return [p.pid for p in self.processes() if "raylet" in " ".join(p.cmdline()[:1])]

@@ -94,8 +94,10 @@ class ChunkActor:
 
 
 def run_predict_on_ray(spec: PredictJobSpec, address: str | None = None,
-                       stream: TextIO | None = None, actor_cpus: float = 1.0) -> BatchSummary:
-    """``run_predict`` with Ray Data actors (``spec.workers`` of them) in place of processes."""
+                       stream: TextIO | None = None,
+                       actor_cpus: float | None = None) -> BatchSummary:
+    """``run_predict`` with Ray Data actors (``spec.workers`` of them) in place of processes;
+    each reserves ``actor_cpus`` (``SHOPSERVE_RAY_ACTOR_CPUS``, else 1)."""
     started = time.monotonic()
     if spec.register_metrics and (spec.model.endswith(".onnx") or not spec.label_column):
         raise UsageError("--register-metrics needs a registry model and --label-column")
@@ -125,7 +127,8 @@ def run_predict_on_ray(spec: PredictJobSpec, address: str | None = None,
         ready = time.monotonic()
         progress.restart_clock()
         todo = [item for item in plan if item["index"] not in already]
-        data = ray_rt.DataSettings(actors=spec.workers, num_cpus=actor_cpus)
+        cpus = actor_cpus or float(os.environ.get("SHOPSERVE_RAY_ACTOR_CPUS") or 1.0)
+        data = ray_rt.DataSettings(actors=spec.workers, num_cpus=cpus)
         for row in _scored(todo, source, shipped, (cols, types), data):
             _write(work, int(row["index"]), row["part"])
             progress.advance(int(row["rows"]) + int(row["bad"]), int(row["bad"]))

@@ -78,8 +78,9 @@ class _RayRecoveryFault(Fault):
                 return
             time.sleep(0.25)
         self.detail["after"] = self._snapshot()
+        status = ray_rt.app_status(self.spec.app)
         raise UnavailableError(f"Ray did not restore {self.spec.app!r} within "
-                               f"{self.spec.recover_timeout_s} s: {ray_rt.app_status(self.spec.app)}")
+                               f"{self.spec.recover_timeout_s} s: {status}")
 
     def report(self) -> dict[str, Any]:
         """What happened, for the drill report: lost and new replicas, nodes, time to recover."""
