@@ -166,7 +166,8 @@ PEERS: tuple[PeerSpec, ...] = (
              "ray", ("ray[serve]", *ORT), _ray(True), batches=True, startup_timeout_s=240),
     PeerSpec("bentoml", "BentoML", "2 workers", "bentoml", ("bentoml", *ORT), _bento(False),
              startup_timeout_s=180),
-    PeerSpec("bentoml-batch", "BentoML, adaptive batching", "2 workers, batch ≤32, ≤10 ms",
+    PeerSpec("bentoml-batch", "BentoML, adaptive batching",
+             "2 workers, batch ≤32, default max latency",
              "bentoml", ("bentoml", *ORT), _bento(True), body=BodyFormat.ITEMS, batches=True,
              startup_timeout_s=180),
     # mlserver 1.7's worker pool calls asyncio.get_event_loop() in a fresh process, which

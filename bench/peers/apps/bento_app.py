@@ -31,7 +31,7 @@ class Batched:
     def __init__(self) -> None:
         self.sess = session(MODEL)
 
-    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=10)
+    @bentoml.api(batchable=True, max_batch_size=32)  # BentoML's default max_latency_ms
     def infer(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         outs = run_many(self.sess, [decode(item) for item in items])
         return [encode(NAME, out) for out in outs]
