@@ -45,12 +45,25 @@ def deployment(home: Path, replicas: int = 2) -> dict[str, object]:
     return {"home": str(home), "replicas": replicas, "zones": ["a", "b"],
             "models": [{"ref": "ctr@production", "batching": {"max_batch_size": 16},
                         "canary": {"ref": "ctr@2", "weight": 0.2,
-                                   "guard": {"min_requests": 100000}}}],
+                                   "guard": {"min_requests": 100000}},
+                        "shadow": {"ref": "ctr@2", "fraction": 0.5}},
+                       # no cache: a request past its deadline gets the last good answer
+                       {"ref": "ctr@1", "name": "ctrnc", "cache": False}],
             "server": {"admin_token": TOKEN}}
 
 
 @pytest.fixture(scope="module")
-def server(monitor_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(monitor_home: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopserveProcess]:
     with ShopserveProcess.from_spec(deployment(monitor_home), tmp_path_factory.mktemp("srv"),
                                     env=ENV) as proc:
-        yield proc.url
+        yield proc
+
+
+def eval_like_rows(n: int, seed: int = 7, shift: float = 0.0) -> list[dict[str, object]]:
+    """Rows from the distribution the versions were evaluated on (``shift`` moves I1)."""
+    rows = click_table(rows=n, seed=seed).drop(["label"]).to_pylist()
+    for i, row in enumerate(rows):
+        row["I1"] = float(row["I1"]) + shift
+        row["product_id"] = f"p-{seed}-{i}"
+    return rows
