@@ -36,9 +36,9 @@ class Cell:
 
     concurrency: int
     rps: float
-    p50_ms: float
-    p99_ms: float
-    p999_ms: float
+    p50_ms: float | None  # None when nothing was answered within the window
+    p99_ms: float | None
+    p999_ms: float | None
     requests: int
     errors: int
     error_kinds: dict[str, int]
@@ -71,6 +71,7 @@ def run_wrk(url: str, body: bytes, concurrency: int, seconds: int,
     kinds = {k: int(r[k]) for k in ("connect", "read", "write", "status", "timeout") if r[k]}
     errors = sum(kinds.values())
     ok = max(int(r["requests"]) - int(r["status"]), 0)
+    pct = [r[k] / 1000 if r["requests"] else None for k in ("p50", "p99", "p999")]
     return Cell(concurrency=concurrency, rps=ok / max(r["duration_us"] / 1e6, 1e-9),
-                p50_ms=r["p50"] / 1000, p99_ms=r["p99"] / 1000, p999_ms=r["p999"] / 1000,
+                p50_ms=pct[0], p99_ms=pct[1], p999_ms=pct[2],
                 requests=int(r["requests"]), errors=errors, error_kinds=kinds)
