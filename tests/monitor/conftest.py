@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from serve_models import click_table  # noqa: E402
+from serve_models import click_table
 
-from shopserve.models import CtrTrainSpec, train_ctr_table  # noqa: E402
-from shopserve.registry import Registry  # noqa: E402
-from shopserve.testing import ShopserveProcess  # noqa: E402
+from shopserve.models import CtrTrainSpec, train_ctr_table
+from shopserve.registry import Registry
+from shopserve.testing import ShopserveProcess
 
 TOKEN = "monitor-token"
 # every sampled request is profiled, so that a test's few hundred requests are enough
