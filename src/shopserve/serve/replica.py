@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from shopserve.serve.dataplane import DataPlane
 from shopserve.serve.http import build_app, guarded
+from shopserve.serve.protocol import deadline_protocol
 from shopserve.serve.routes import ProtocolRoutes
 from shopserve.serve.spec import DeploymentSpec
 from shopserve.serve.state import ControlState
@@ -81,9 +82,10 @@ def serve(spec: DeploymentSpec, sockets: list[socket.socket], state_path: Path |
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)  # requests make short-lived garbage; collect it in bulk
     config = uvicorn.Config(
-        make_app(plane, state_path), loop="uvloop", http="httptools", access_log=False,
+        make_app(plane, state_path), loop="uvloop", access_log=False,
+        http=deadline_protocol(spec.server.request_timeout_s, spec.server.max_head_bytes),
         log_level="warning", timeout_graceful_shutdown=int(spec.health.drain_timeout_s),
-        timeout_keep_alive=5, backlog=2048, proxy_headers=False,
+        timeout_keep_alive=spec.server.idle_timeout_s, backlog=2048, proxy_headers=False,
         server_header=False)
     # Server.run, not asyncio.run(serve()): only run() installs the uvloop event loop
     uvicorn.Server(config).run(sockets=sockets)

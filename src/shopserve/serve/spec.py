@@ -115,6 +115,9 @@ class ServerSpec(_Spec):
     port: int = Field(default=8000, ge=0, le=65535)  # 0 picks a free port (printed when ready)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     admin_token: str | None = None  # the admin API is off without one
+    idle_timeout_s: int = Field(default=5, ge=1, le=3600)  # a connection with no request
+    request_timeout_s: float = Field(default=10.0, gt=0, le=3600)  # head and body, from 1st byte
+    max_head_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     device: str = "cpu"
     threads: int = Field(default=1, ge=1, le=64)
 

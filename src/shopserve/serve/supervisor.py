@@ -1,8 +1,10 @@
 """The supervisor: one SO_REUSEPORT socket per replica slot; starts, checks, replaces replicas.
 
-No request passes through it. A crashed or hung replica is killed and its slot socket closed
-(queued connections fail fast, the kernel stops routing to it); planned replacements overlap the
-new replica with the old one on the same socket, so no connection is dropped.
+No request passes through it. A slot socket joins the port only when its replica listens on it,
+after warm-up. A crashed or hung replica is killed and its slot socket closed (queued connections
+fail fast, the kernel stops routing to it); planned replacements overlap the new replica with the
+old one on the same socket, so no connection is dropped. While no replica is ready the
+supervisor answers on the port itself: 503 with Retry-After (``unavailable.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from shopserve.registry import Registry
 from shopserve.serve import metrics
 from shopserve.serve.spec import DeploymentSpec
 from shopserve.serve.state import ControlState
+from shopserve.serve.unavailable import UnavailableResponder
 
 log = logging.getLogger("shopserve.serve")
+RESTART_BACKOFF_S = 2.0  # a replica that exited while starting is started again after this
 
 
 class ReplicaState(enum.Enum):
@@ -47,13 +51,20 @@ class Replica:
     started: float = 0.0
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
+def slot_socket(host: str, port: int) -> socket.socket:
+    """Bound to the shared port but not listening: it joins the port's ``SO_REUSEPORT`` group
+    (and gets connections) only when its replica calls ``listen``, once warmed up."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
     sock.set_inheritable(True)
+    return sock
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    sock = slot_socket(host, port)
+    sock.listen(2048)
     return sock
 
 
@@ -71,6 +82,8 @@ class Supervisor:
         self.port = spec.server.port
         self.http = httpx.AsyncClient(timeout=spec.health.timeout_s)
         self.stopping = False
+        self.unavailable: UnavailableResponder | None = None
+        self._starting: set[asyncio.Task[None]] = set()
 
     def open_sockets(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,9 +93,10 @@ class Supervisor:
             # if an alias moved in the meantime
             ControlState(refs=self.resolved_refs()).write(self.state_path)
         for _ in range(self.spec.replicas):
-            sock = listen_socket(self.spec.server.host, self.port)
+            sock = slot_socket(self.spec.server.host, self.port)
             self.port = sock.getsockname()[1]
             self.slots.append(sock)
+        self.unavailable = UnavailableResponder(self.spec.server.host, self.port)
 
     def resolved_refs(self) -> dict[str, str]:
         registry = Registry.open(self.spec.home)
@@ -121,6 +135,7 @@ class Supervisor:
 
     async def start(self) -> None:
         self.open_sockets()
+        await self.cover()
         started = [self.spawn(i) for i in range(self.spec.replicas)]
         for r in started:
             self.replicas[r.slot] = r
@@ -129,6 +144,13 @@ class Supervisor:
         except Exception:
             await self.stop()
             raise
+        await self.cover()
+
+    async def cover(self) -> None:
+        """Answer 503 on the port exactly while no replica is ready to."""
+        if self.unavailable is not None:
+            none_ready = not any(r.state is ReplicaState.READY for r in self.replicas.values())
+            await self.unavailable.set(none_ready and not self.stopping)
 
     def kill(self, replica: Replica) -> None:
         if replica.process.poll() is None:
@@ -143,13 +165,21 @@ class Supervisor:
         metrics.RESTARTS.labels(reason).inc()
         self.kill(old)
         self.slots[slot].close()
-        self.slots[slot] = listen_socket(self.spec.server.host, self.port)
+        self.slots[slot] = slot_socket(self.spec.server.host, self.port)
         new = self.spawn(slot)
         self.replicas[slot] = new
+        await self.cover()
+        # warm-up runs in the background so that other slots are checked (and restarted) meanwhile
+        task = asyncio.get_running_loop().create_task(self._await_ready(new))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _await_ready(self, replica: Replica) -> None:
         try:
-            await self.wait_ready(new)
+            await self.wait_ready(replica)
         except UnavailableError as exc:
-            log.error("%s; will retry", exc)
+            log.error("%s; will retry", exc)  # check() restarts a replica that exited starting
+        await self.cover()
 
     async def replace(self, slot: int) -> None:
         """Planned: start a new replica beside the old on the same socket, then drain the old."""
@@ -171,7 +201,13 @@ class Supervisor:
     async def check(self) -> None:
         """One round of health checks; dead or hung replicas are restarted."""
         for slot, r in list(self.replicas.items()):
-            if self.stopping or r.state is not ReplicaState.READY:
+            if self.stopping:
+                return
+            if (r.state is ReplicaState.STARTING and r.process.poll() is not None
+                    and time.monotonic() - r.started > RESTART_BACKOFF_S):
+                await self.restart(slot, "failed to start")
+                continue
+            if r.state is not ReplicaState.READY:
                 continue
             if r.process.poll() is not None:
                 await self.restart(slot, "crashed")
@@ -184,6 +220,7 @@ class Supervisor:
             r.failures = 0 if ok else r.failures + 1
             if r.failures >= self.spec.health.failures:
                 await self.restart(slot, "hung")
+        await self.cover()
 
     async def watch(self) -> None:
         while not self.stopping:
@@ -195,6 +232,9 @@ class Supervisor:
 
     async def stop(self) -> None:
         self.stopping = True
+        await self.cover()
+        for task in list(self._starting):
+            task.cancel()
         await asyncio.gather(*(self.drain(r) for r in self.replicas.values()))
         for sock in self.slots:
             sock.close()

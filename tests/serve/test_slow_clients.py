@@ -1,0 +1,86 @@
+"""Slow and idle clients on real sockets: refused by deadline, never tying up the replica."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from serve_models import ctr_row
+
+from shopserve.testing import ShopserveProcess
+
+LIMITS = {"idle_timeout_s": 1, "request_timeout_s": 1.0, "max_head_bytes": 8192}
+
+
+@pytest.fixture(scope="module")
+def server(serve_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    spec = {"home": str(serve_home), "replicas": 1, "server": LIMITS,
+            "models": [{"ref": "ctr@production", "cache": False}]}
+    with ShopserveProcess.from_spec(spec, tmp_path_factory.mktemp("slow")) as proc:
+        yield proc.url
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(server: str) -> None:
+    with connect(server) as sock:
+        started = time.monotonic()
+        assert read_all(sock) == b""
+        assert 0.5 < time.monotonic() - started < 4
+
+
+def test_slow_heads_get_408_while_other_clients_are_answered(server: str) -> None:
+    slow = [connect(server) for _ in range(30)]
+    try:
+        for sock in slow:
+            sock.sendall(b"POST /v1/rank HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        with httpx.Client(base_url=server, timeout=2) as client:
+            for i in range(20):  # the one replica is not tied up by the 30 slow clients
+                r = client.post("/v1/rank", json={"candidates": [ctr_row(i)]})
+                assert r.status_code == 200
+                for sock in slow[:5]:  # keep trickling bytes: a slowloris, not an idle client
+                    sock.sendall(b"X")
+        assert time.monotonic() - started < 10
+        for sock in slow:
+            answer = read_all(sock)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+            assert b"did not arrive whole within 1 s" in answer
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_body_that_stops_coming_gets_408(server: str) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"POST /v1/rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"candidates\": [")
+        started = time.monotonic()
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+    assert time.monotonic() - started < 4
+
+
+def test_an_oversized_head_gets_431(server: str) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000
+                     + b"\r\n\r\n")
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+    assert httpx.get(server + "/v2/health/live").status_code == 200
