@@ -46,10 +46,12 @@ class ReplicaMonitor:
         self.quality = QualityTracker(self.feedback_path, self.impressions.path.parent)
         self.references: dict[str, Profile | None] = {}
         self.versions: list[tuple[str, int, str]] = []  # (endpoint, version, ref)
+        self.pipes: dict[str, Any] = {}
         for endpoint in plane.endpoints.values():
             for runner in endpoint.runners():
                 m = runner.model
                 self.versions.append((endpoint.name, m.version, m.ref))
+                self.pipes[m.ref] = m.pipe
                 self.live.watch(endpoint.name, m.version, m.kind, m.meta.config)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopserve-monitor")
         self._cached: tuple[float, dict[str, Any]] = (0.0, {})
@@ -101,7 +103,8 @@ class ReplicaMonitor:
         registry = Registry.open(self.home)
         for _, _, ref in self.versions:
             try:
-                self.references[ref] = reference_profile(registry, ref)
+                self.references[ref] = reference_profile(registry, ref,
+                                                         pipe=self.pipes.get(ref))
             except ShopserveError:
                 self.references[ref] = None
             except Exception:

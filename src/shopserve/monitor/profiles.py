@@ -204,8 +204,13 @@ def batch_table(kind: ModelKind, config: Mapping[str, Any], pipe: Any,
     return out
 
 
-def reference_profile(registry: Registry, ref: str, cache_dir: Path | None = None) -> Profile:
-    """The reference profile of ``ref``, from its ``eval.parquet``; cached as JSON."""
+def reference_profile(registry: Registry, ref: str, cache_dir: Path | None = None,
+                      pipe: Any = None) -> Profile:
+    """The reference profile of ``ref``, from its ``eval.parquet``; cached as JSON.
+
+    ``pipe``: the version's pipeline when the caller has it loaded already (a replica), so
+    that a second copy of the model is not loaded just to score the evaluation rows.
+    """
     meta = registry.get(ref)
     record = meta.files.get(EVAL_FILE)
     if record is None or not profiled_features(meta.kind, meta.config):
@@ -218,7 +223,8 @@ def reference_profile(registry: Registry, ref: str, cache_dir: Path | None = Non
     from shopserve.models import load_pipeline
 
     loaded = registry.load(ref)
-    pipe = load_pipeline(meta.kind, meta.config, loaded.files)
+    if pipe is None:
+        pipe = load_pipeline(meta.kind, meta.config, loaded.files)
     table = pq.read_table(loaded.files[EVAL_FILE])
     values = batch_table(meta.kind, meta.config, pipe, table)
     columns = [reference_column(f.name, f.numeric, values[f.name])
