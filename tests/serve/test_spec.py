@@ -35,6 +35,7 @@ def test_bad_fields_are_named_with_their_line(tmp_path: Path) -> None:
     ("models:\n  - ref: ctr@1\n    colour: red\n", "colour"),
     ("models:\n  - ref: a@1\n  - ref: a@2\n", "unique"),
     ("models: [\n", "invalid YAML at line"),
+    ("models:\n  - ref: ctr@1\n    replicas: 3\n", "set for the whole deployment, not per model"),
 ])
 def test_invalid_specs(tmp_path: Path, yaml_text: str, named: str) -> None:
     path = tmp_path / "deploy.yaml"

@@ -1,7 +1,8 @@
 """The deployment spec: what `shopserve serve` runs, validated from YAML with line-precise errors.
 
 Every replica process serves every model of the deployment (they share one port), so replicas
-and zones are set for the deployment, and batching, cache, fallbacks and canary per model.
+and zones are set for the deployment (a ``replicas`` under a model is refused, not ignored), and
+batching, queue limits, cache, fallbacks and canary per model.
 """
 
 from __future__ import annotations
@@ -88,6 +89,17 @@ class ModelSpec(_Spec):
     @classmethod
     def _ref(cls, value: str) -> str:
         return _check_ref(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_replica_groups(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ({"replicas", "zones"} & set(data)):
+            raise ValueError(
+                "'replicas' and 'zones' are set for the whole deployment, not per model: "
+                "every replica serves every model on the one shared port (no proxy hop; see "
+                "docs/serving.md); bound this model's share with 'queue_limit' and "
+                "'batching' instead")
+        return data
 
     @property
     def endpoint(self) -> str:
