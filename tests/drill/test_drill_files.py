@@ -82,3 +82,11 @@ def test_the_catalogue_is_inside_the_wheel(tmp_path: Path) -> None:
     inside = set(zipfile.ZipFile(wheel).namelist())
     for path in drills_dir().glob("*.yaml"):
         assert f"shopserve/drill/catalog/{path.name}" in inside
+
+
+def test_journals_go_to_the_home_where_the_dashboard_reads_them(tmp_path: Path) -> None:
+    from shopserve.cli.drill import default_journal
+
+    path = default_journal(tmp_path / "home", "drills/replica-crash.yaml")
+    assert path.parent == tmp_path / "home" / "drills" and path.parent.is_dir()
+    assert path.name.startswith("replica-crash-") and path.suffix == ".json"

@@ -56,8 +56,9 @@ def run(
     admin_token: Annotated[str | None, typer.Option(envvar="SHOPSERVE_ADMIN_TOKEN")] = None,
     home: Annotated[Path | None, typer.Option(envvar="SHOPSERVE_HOME",
                                               help="Registry home of the target.")] = None,
-    journal: Annotated[Path, typer.Option(help="Where to write the journal.")] = Path(
-        "journal.json"),
+    journal: Annotated[Path | None, typer.Option(
+        help="Where to write the journal (default: the home's drills/ folder, which the "
+        "dashboard reads).")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write the HTML report here.")] = None,
 ) -> int:
     """Run a drill. Exit 0 passed, 2 did not start (nothing touched), 3 deviated (also aborted
@@ -95,6 +96,8 @@ def run(
     finally:
         if owned is not None:
             owned.stop()
+    if journal is None:
+        journal = default_journal(home, drill)
     write_journal(result, journal)
     ext = result["extensions"][0]
     if report is not None:
@@ -106,6 +109,18 @@ def run(
                    f"(expected {check['expected']})")
     typer.echo(f"verdict: {ext['verdict']} (journal {journal})")
     return int(ext["exit_code"])
+
+
+def default_journal(home: Path | None, drill: str) -> Path:
+    """``<home>/drills/<drill>-<UTC time>.json``: where the dashboard finds the latest drills."""
+    from datetime import UTC, datetime
+
+    from shopserve.config import home_settings
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = home_settings(home=home).home_dir / "drills"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{Path(drill).stem}-{stamp}.json"
 
 
 @app.command("report")
