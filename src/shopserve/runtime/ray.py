@@ -226,14 +226,15 @@ class ReplicaActor:
 def replica_actors(app: str) -> list[ReplicaActor]:
     """The live replica actors of application ``app``, with the node and process of each."""
     require()
-    from ray.util.state import list_actors
+    from ray._private import state  # the GCS actor table: no dashboard needed
 
     out = []
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000):
-        name = actor.name or ""
-        if not name.startswith(f"SERVE_REPLICA::{app}#"):
+    for info in state.actors().values():
+        name = info.get("Name") or ""
+        if info.get("State") != "ALIVE" or not name.startswith(f"SERVE_REPLICA::{app}#"):
             continue
-        out.append(ReplicaActor(name, name.split("#")[1], str(actor.node_id), int(actor.pid)))
+        out.append(ReplicaActor(name, name.split("#")[1], str(info["Address"]["NodeID"]),
+                                int(info.get("Pid") or 0)))
     return sorted(out, key=lambda a: a.name)
 
 
