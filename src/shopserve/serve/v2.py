@@ -6,6 +6,7 @@ Turns request bodies into named numpy arrays and arrays back into bodies; every 
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -81,7 +82,7 @@ def _decode_input(spec: dict[str, Any], binary: bytes, offset: int,
     if datatype not in V2_TO_NUMPY:
         raise InputError(f"input {name!r}: unknown datatype {datatype!r}; expected one of "
                          f"{sorted(V2_TO_NUMPY)}")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # Python ints: a huge shape cannot wrap round to a small count
     size = (spec.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
