@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def providers_for(device: Device) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _spec_from_ort(arg: object) -> TensorSpec:
+def _spec_from_ort(arg: Any) -> TensorSpec:  # onnxruntime.NodeArg, untyped upstream
     type_name = str(arg.type)  # e.g. "tensor(float)"
     inner = type_name.removeprefix("tensor(").removesuffix(")")
     dtype = {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
