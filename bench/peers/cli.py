@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -18,7 +19,7 @@ from peers.envs import PEERS_DIR, EnvError, ensure_env
 from peers.report import markdown
 from peers.runner import PeerResult, Pinning, RunSettings, run_peer
 from peers.workloads import Skipped, Workload, prepare
-from peers.wrk import available
+from peers.wrk import Cell, available
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--models-dir", type=Path, default=PEERS_DIR / "models",
                     help="where the exported models are cached")
     ap.add_argument("--list", action="store_true", help="list the peers and exit")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="only write the Markdown table again from a run's JSON")
     return ap.parse_args(argv)
 
 
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         for p in find_peers(None):
             print(f"{p.name:22s} {p.label} ({p.settings})")
         return 0
+    if args.render is not None:
+        render(args.render)
+        return 0
     if not available():
         raise SystemExit("needs wrk (apt-get install -y wrk)")
     peers = find_peers(args.peers.split(",") if args.peers else None)
@@ -96,17 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     run["workloads"] = [{"name": w.name, "title": w.title if isinstance(w, Workload) else w.name,
                          **({"skipped": w.reason} if isinstance(w, Skipped) else {})}
                         for w in workloads]
-    results = run_all(peers, [w for w in workloads if isinstance(w, Workload)], settings,
-                      args.in_place, time.monotonic() + args.budget if args.budget else None)
-    run["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    run["conditions"] += f"; {os.getloadavg()[0]:.1f} at the end"
-    write(args.out, args.name, run, peers, results)
+    results: list[PeerResult] = []
+    try:
+        run_all(peers, [w for w in workloads if isinstance(w, Workload)], settings,
+                args.in_place, time.monotonic() + args.budget if args.budget else None, results)
+    finally:  # what was measured is written, even when the run is interrupted
+        run["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+        run["conditions"] += f"; {os.getloadavg()[0]:.1f} at the end"
+        write(args.out, args.name, run, peers, results)
     return 0
 
 
 def run_all(peers: list[PeerSpec], workloads: list[Workload], settings: RunSettings,
-            in_place: bool, deadline: float | None) -> list[PeerResult]:
-    results: list[PeerResult] = []
+            in_place: bool, deadline: float | None, results: list[PeerResult]) -> None:
     # shopserve first, so every later line can print its ratio
     for peer in sorted(peers, key=lambda p: p.name != SHOPSERVE):
         if deadline is not None and time.monotonic() > deadline:
@@ -123,12 +131,11 @@ def run_all(peers: list[PeerSpec], workloads: list[Workload], settings: RunSetti
             t0 = time.perf_counter()
             r = run_peer(peer, python, w, settings)
             results.append(r)
-            cells = "; ".join(f"c{c.concurrency} {c.rps:.0f}/s p99 {c.p99_ms:.1f} ms"
+            cells = "; ".join(f"c{c.concurrency} {c.rps:.0f}/s p99 {c.p99_ms} ms"
                               for c in r.cells)
             print(f"{peer.name} {w.name}: {r.status}, cold start {r.cold_start_s or 0:.2f} s, "
                   f"RSS {r.rss_mib or 0:.0f} MiB; {cells} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
-    return results
 
 
 def write(out: Path, name: str, run: dict[str, Any], peers: list[PeerSpec],
@@ -140,6 +147,19 @@ def write(out: Path, name: str, run: dict[str, Any], peers: list[PeerSpec],
     (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{name}.md").write_text(markdown(run, peers, results))
     print(f"wrote {out / name}.md and .json")
+
+
+def render(path: Path) -> None:
+    """The Markdown table of a saved run, with the peers' labels and settings of that run."""
+    data = json.loads(path.read_text())
+    known = {p.name: p for p in find_peers(None)}
+    peers = [dataclasses.replace(known[p["name"]], label=p["label"], settings=p["settings"],
+                                 batches=p["batches"], ceiling=p["ceiling"])
+             for p in data["peers"] if p["name"] in known]
+    results = [PeerResult(r["peer"], r["workload"], r["status"], r["cold_start_s"], r["rss_mib"],
+                          [Cell(**c) for c in r["cells"]]) for r in data["results"]]
+    path.with_suffix(".md").write_text(markdown(data, peers, results))
+    print(f"wrote {path.with_suffix('.md')}")
 
 
 def wrk_version() -> str:
