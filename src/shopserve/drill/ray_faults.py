@@ -71,7 +71,10 @@ class _RayRecoveryFault(Fault):
         while time.monotonic() < deadline:
             status = ray_rt.app_status(self.spec.app)
             now = self._snapshot()
+            alive = {d: sum(1 for name in now["replicas"] if name.split("#")[1] == d)
+                     for d in self.detail["counts"]}
             if (status["status"] == "RUNNING" and status["replicas"] == self.detail["counts"]
+                    and alive == {d: sum(c.values()) for d, c in self.detail["counts"].items()}
                     and not lost & set(now["replicas"])):
                 self.detail["after"] = now
                 self.detail["recovered_s"] = round(time.monotonic() - start, 2)

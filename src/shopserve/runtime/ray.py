@@ -276,23 +276,24 @@ def kill_node(node_id: str) -> int:
     if any(n.node_id == node_id and n.head for n in nodes()):
         raise UsageError("refusing to kill the head node: the cluster would be gone, not degraded")
 
-    def find_raylet() -> int:
+    def stop_raylet() -> int:
+        import threading
+
         import psutil
 
-        proc = psutil.Process(os.getpid())
+        proc: Any = psutil.Process(os.getpid())
         while proc is not None and "raylet" not in proc.name():
             proc = proc.parent()
         if proc is None:
             raise RuntimeError("no raylet above this worker")
-        return int(proc.pid)
+        pid = int(proc.pid)
+        # after this task has answered: the answer must leave the node before it goes
+        threading.Timer(0.5, _kill_pid, (pid,)).start()
+        return pid
 
-    task = ray.remote(num_cpus=0, max_retries=0)(find_raylet).options(
+    task = ray.remote(num_cpus=0, max_retries=0)(stop_raylet).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
-    pid = int(ray.get(task.remote(), timeout=60))
-    killer = ray.remote(num_cpus=0, max_retries=0)(_kill_pid).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
-    killer.remote(pid)  # never answers: its own node goes with the raylet
-    return pid
+    return int(ray.get(task.remote(), timeout=60))
 
 
 def _kill_pid(pid: int) -> None:
