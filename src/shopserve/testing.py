@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-READY = re.compile(r"shopserve ready at (http://\S+)")
+READY = re.compile(r"shopserve ready at (https?://\S+)")
 
 
 def free_port() -> int:

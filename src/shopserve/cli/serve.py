@@ -23,6 +23,12 @@ def serve(
     port: Annotated[int | None, typer.Option(envvar="SHOPSERVE_PORT",
                                              help="0 picks a free port.")] = None,
     admin_token: Annotated[str | None, typer.Option(envvar="SHOPSERVE_ADMIN_TOKEN")] = None,
+    admin_port: Annotated[int | None, typer.Option(
+        envvar="SHOPSERVE_ADMIN_PORT", help="Serve the admin API on this port only.")] = None,
+    data_token: Annotated[str | None, typer.Option(
+        envvar="SHOPSERVE_DATA_TOKEN", help="Bearer token the data plane requires.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate (with --tls-key).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key.")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="With --model.")] = None,
     home: Annotated[Path | None, typer.Option(envvar="SHOPSERVE_HOME",
                                               help="Registry home.")] = None,
@@ -51,6 +57,8 @@ def serve(
         batching = {"max_batch_size": max_batch_size} if max_batch_size else {}
         data = {"models": [{"ref": ref, "batching": batching} for ref in model or []]}
     server = {k: v for k, v in {"host": host, "port": port, "admin_token": admin_token,
+                                "admin_port": admin_port, "data_token": data_token,
+                                "tls_cert": tls_cert, "tls_key": tls_key,
                                 "device": device}.items() if v is not None}
     data["server"] = {**data.get("server", {}), **server}
     if replicas is not None:

@@ -8,6 +8,7 @@ Error responses come back as the matching ``shopserve.errors`` class.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -51,14 +52,29 @@ def _outputs(body: dict[str, Any]) -> dict[str, np.ndarray]:
     return {o["name"]: np.asarray(o["data"]).reshape(o["shape"]) for o in body["outputs"]}
 
 
+def _tls(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """A CA bundle path becomes the context httpx wants."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
 class _Base:
     def __init__(self, base_url: str, timeout_s: float, retries: int, backoff_s: float,
-                 admin_token: str | None) -> None:
+                 admin_token: str | None, token: str | None = None,
+                 admin_url: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
-        self.headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self.admin_url = (admin_url or base_url).rstrip("/")
+        self.admin_headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self.data_headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _target(self, path: str) -> tuple[str, dict[str, str]]:
+        """The URL and headers for ``path``: admin calls carry the admin token (and may go to
+        the admin address), everything else the data-plane token."""
+        if path.startswith("/admin/"):
+            return self.admin_url + path, self.admin_headers
+        return path, self.data_headers
 
     def _wait(self, attempt: int, response: httpx.Response | None) -> float | None:
         """Seconds to wait before the next try, or None when it is not worth retrying."""
@@ -72,18 +88,25 @@ class _Base:
 
 
 class Client(_Base):
-    """Blocking client. ``Client("http://127.0.0.1:8000").rank([{...}])``."""
+    """Blocking client. ``Client("http://127.0.0.1:8000").rank([{...}])``.
+
+    ``token``: the data-plane token, ``admin_token``/``admin_url``: the admin API's, ``verify``:
+    a CA bundle path (or False) for a deployment with its own TLS certificate."""
 
     def __init__(self, base_url: str, timeout_s: float = 5.0, retries: int = 3,
-                 backoff_s: float = 0.05, admin_token: str | None = None) -> None:
-        super().__init__(base_url, timeout_s, retries, backoff_s, admin_token)
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+                 backoff_s: float = 0.05, admin_token: str | None = None,
+                 token: str | None = None, admin_url: str | None = None,
+                 verify: bool | str | ssl.SSLContext = True) -> None:
+        super().__init__(base_url, timeout_s, retries, backoff_s, admin_token, token, admin_url)
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s,
+                                 verify=_tls(verify))
 
     def request(self, method: str, path: str, json: Any = None, retry: bool = True) -> Any:
         attempt = 0 if retry else self.retries
         while True:
             try:
-                response = self.http.request(method, path, json=json, headers=self.headers)
+                url, headers = self._target(path)
+                response = self.http.request(method, url, json=json, headers=headers)
             except httpx.TransportError as exc:
                 wait = self._wait(attempt, None)
                 if wait is None:
@@ -142,15 +165,19 @@ class AsyncClient(_Base):
     """The same calls for asyncio code: ``await AsyncClient(url).rank([...])``."""
 
     def __init__(self, base_url: str, timeout_s: float = 5.0, retries: int = 3,
-                 backoff_s: float = 0.05, admin_token: str | None = None) -> None:
-        super().__init__(base_url, timeout_s, retries, backoff_s, admin_token)
-        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+                 backoff_s: float = 0.05, admin_token: str | None = None,
+                 token: str | None = None, admin_url: str | None = None,
+                 verify: bool | str | ssl.SSLContext = True) -> None:
+        super().__init__(base_url, timeout_s, retries, backoff_s, admin_token, token, admin_url)
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s,
+                                       verify=_tls(verify))
 
     async def request(self, method: str, path: str, json: Any = None) -> Any:
         attempt = 0
         while True:
             try:
-                response = await self.http.request(method, path, json=json, headers=self.headers)
+                url, headers = self._target(path)
+                response = await self.http.request(method, url, json=json, headers=headers)
             except httpx.TransportError as exc:
                 wait = self._wait(attempt, None)
                 if wait is None:

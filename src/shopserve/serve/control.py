@@ -6,6 +6,7 @@ Listens on a private loopback port; replicas forward token-checked ``/admin/*`` 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import math
 from typing import Any
@@ -17,7 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shopserve.errors import ConflictError, InputError, NotFoundError, ShopserveError
+from shopserve.errors import (
+    AuthError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+    ShopserveError,
+)
 from shopserve.registry import Registry
 from shopserve.serve.http import error_response, json_response
 from shopserve.serve.spec import GuardSpec
@@ -150,19 +157,32 @@ class ControlApi:
 
         return self.start_job(f"drain slots {slots}", replace())
 
+    async def run(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        handler = getattr(self, action, None) if action in (
+            "status", "deploy", "canary", "rollback", "drain") else None
+        if handler is None:
+            return json_response({"error": f"unknown admin action {action!r}"}, 404)
+        try:
+            response: Response = await handler(request)
+            return response
+        except ShopserveError as exc:
+            return error_response(exc)
+
     def app(self) -> Starlette:
-        async def run(request: Request) -> Response:
-            action = request.path_params["action"]
-            handler = getattr(self, action, None) if action in (
-                "status", "deploy", "canary", "rollback", "drain") else None
-            if handler is None:
-                return json_response({"error": f"unknown admin action {action!r}"}, 404)
-            try:
-                response: Response = await handler(request)
-                return response
-            except ShopserveError as exc:
-                return error_response(exc)
-        return Starlette(routes=[Route("/{action}", run, methods=["GET", "POST"])])
+        """The private loopback API the replicas forward token-checked admin calls to."""
+        return Starlette(routes=[Route("/{action}", self.run, methods=["GET", "POST"])])
+
+    def public_app(self, token: str) -> Starlette:
+        """``/admin/{action}`` on its own address (``server.admin_port``), token checked here
+        in constant time; the data port then has no admin API at all."""
+        async def checked(request: Request) -> Response:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return error_response(AuthError("missing or wrong admin token "
+                                                "(Authorization: Bearer <token>)"))
+            return await self.run(request)
+        return Starlette(routes=[Route("/admin/{action}", checked, methods=["GET", "POST"])])
 
 
 def canary_verdict(guard: GuardSpec, stable: dict[str, float],

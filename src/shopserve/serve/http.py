@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from shopserve.errors import InputError, PayloadTooLargeError, ShopserveError, UnavailableError
 from shopserve.monitor import requests as request_monitor
+from shopserve.serve.access import AccessPolicy
 from shopserve.serve.dataplane import DataPlane
 
 log = logging.getLogger("shopserve.serve")
@@ -204,8 +205,15 @@ class ServingApp(Starlette):
     """
 
     fast: dict[str, Handler]
+    access: AccessPolicy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.access.active:
+            try:
+                self.access.check(scope)
+            except ShopserveError as exc:
+                await error_response(exc)(scope, receive, send)
+                return
         if scope["type"] == "http" and scope["method"] == "POST":
             handler = self.fast.get(scope["path"])
             if handler is not None:
@@ -221,4 +229,5 @@ def build_app(plane: DataPlane, extra_routes: list[Route]) -> Starlette:
     app = ServingApp(routes=domain + extra_routes,
                      exception_handlers={404: not_found, 405: not_found})
     app.fast = {r.path: r.endpoint for r in domain}
+    app.access = AccessPolicy(plane.spec.server)
     return app

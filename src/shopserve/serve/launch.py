@@ -15,8 +15,14 @@ import socket
 import tempfile
 from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shopserve.serve.spec import DeploymentSpec
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from shopserve.serve.control import ControlApi
 
 
 def serve_deployment(spec: DeploymentSpec, on_ready: Callable[[str], None],
@@ -62,12 +68,14 @@ async def _main(spec: DeploymentSpec, base: Path, on_ready: Callable[[str], None
     control = _ControlServer(uvicorn.Config(api.app(), log_level="warning", access_log=False,
                                             lifespan="off"))
     control_task = loop.create_task(control.serve(sockets=[control_sock]))
+    admin = _admin_server(spec, api, _ControlServer)
+    admin_task = loop.create_task(admin.serve()) if admin is not None else None
     start = loop.create_task(sup.start())
     stopped = loop.create_task(stop.wait())
     await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
     if start.done():
         start.result()  # raises when a replica could not start
-        on_ready(f"http://{spec.server.host}:{sup.port}")
+        on_ready(f"{spec.server.scheme}://{spec.server.host}:{sup.port}")
         tasks = [loop.create_task(sup.watch()), loop.create_task(guard_canaries(api)),
                  loop.create_task(record_history(sup))]  # dashboard history, replica gauges
         await stop.wait()
@@ -78,3 +86,20 @@ async def _main(spec: DeploymentSpec, base: Path, on_ready: Callable[[str], None
     await sup.stop()
     control.should_exit = True
     await control_task
+    if admin is not None and admin_task is not None:
+        admin.should_exit = True
+        await admin_task
+
+
+def _admin_server(spec: DeploymentSpec, api: ControlApi,
+                  server_class: type[uvicorn.Server]) -> uvicorn.Server | None:
+    """The admin API on ``server.admin_host:admin_port`` (with the data port's TLS), if set."""
+    import uvicorn
+
+    server = spec.server
+    if server.admin_port is None or not server.admin_token:
+        return None
+    return server_class(uvicorn.Config(
+        api.public_app(server.admin_token), host=server.admin_host or server.host,
+        port=server.admin_port, log_level="warning", access_log=False, lifespan="off",
+        ssl_certfile=server.tls_cert, ssl_keyfile=server.tls_key))

@@ -86,7 +86,7 @@ def serve(spec: DeploymentSpec, sockets: list[socket.socket], state_path: Path |
         http=deadline_protocol(spec.server.request_timeout_s, spec.server.max_head_bytes),
         log_level="warning", timeout_graceful_shutdown=int(spec.health.drain_timeout_s),
         timeout_keep_alive=spec.server.idle_timeout_s, backlog=2048, proxy_headers=False,
-        server_header=False)
+        server_header=False, ssl_certfile=spec.server.tls_cert, ssl_keyfile=spec.server.tls_key)
     # Server.run, not asyncio.run(serve()): only run() installs the uvloop event loop
     uvicorn.Server(config).run(sockets=sockets)
 

@@ -75,6 +75,9 @@ class ProtocolRoutes:
         token = self.plane.spec.server.admin_token
         if not token or not self.control_url:
             raise NotFoundError("the admin API is off: no admin_token in the deployment")
+        if self.plane.spec.server.admin_port is not None:
+            raise NotFoundError("the admin API is served on its own address (admin_port), "
+                                "not on the data port")
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise AuthError("missing or wrong admin token (Authorization: Bearer <token>)")

@@ -122,6 +122,13 @@ class HealthSpec(_Spec):
     drain_timeout_s: float = Field(default=10.0, gt=0)
 
 
+class RateLimitSpec(_Spec):
+    """Per client (by address) and per replica: a token bucket on inference routes."""
+
+    per_s: float = Field(gt=0)
+    burst: int = Field(default=20, ge=1)
+
+
 class ServerSpec(_Spec):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)  # 0 picks a free port (printed when ready)
@@ -130,6 +137,28 @@ class ServerSpec(_Spec):
     idle_timeout_s: int = Field(default=5, ge=1, le=3600)  # a connection with no request
     request_timeout_s: float = Field(default=10.0, gt=0, le=3600)  # head and body, from 1st byte
     max_head_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    # the admin API on its own address (then not on the data port); host defaults to ``host``
+    admin_host: str | None = None
+    admin_port: int | None = Field(default=None, ge=0, le=65535)
+    data_token: str | None = None  # inference and metrics need it when set; probes never do
+    rate_limit: RateLimitSpec | None = None
+    tls_cert: Path | None = None  # PEM files; both or neither
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSpec:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        if self.admin_host is not None and self.admin_port is None:
+            raise ValueError("admin_host needs admin_port")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
     device: str = "cpu"
     threads: int = Field(default=1, ge=1, le=64)
 

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,6 +52,14 @@ class Replica:
     started: float = 0.0
 
 
+def _tls_context(spec: DeploymentSpec) -> ssl.SSLContext | None:
+    if spec.server.tls_cert is None or spec.server.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(spec.server.tls_cert, spec.server.tls_key)
+    return context
+
+
 def slot_socket(host: str, port: int) -> socket.socket:
     """Bound to the shared port but not listening: it joins the port's ``SO_REUSEPORT`` group
     (and gets connections) only when its replica calls ``listen``, once warmed up."""
@@ -80,14 +89,21 @@ class Supervisor:
         self.slots: list[socket.socket] = []
         self.replicas: dict[int, Replica] = {}
         self.port = spec.server.port
-        self.http = httpx.AsyncClient(timeout=spec.health.timeout_s)
+        # health checks go to each replica's private loopback port, which speaks TLS when the
+        # deployment does; the certificate names the public host, so it is not verified here
+        self.http = httpx.AsyncClient(timeout=spec.health.timeout_s,
+                                      verify=spec.server.tls_cert is None)
+        self.private = f"{spec.server.scheme}://127.0.0.1"
         self.stopping = False
         self.unavailable: UnavailableResponder | None = None
         self._starting: set[asyncio.Task[None]] = set()
 
     def open_sockets(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.spec_path.write_text(self.spec.model_dump_json(), encoding="utf-8")
+        # the spec holds the tokens: readable by this user only
+        fd = os.open(self.spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(self.spec.model_dump_json())
         if not self.state_path.exists():
             # pinned versions: a replica restarted later serves what the others serve, even
             # if an alias moved in the meantime
@@ -96,7 +112,8 @@ class Supervisor:
             sock = slot_socket(self.spec.server.host, self.port)
             self.port = sock.getsockname()[1]
             self.slots.append(sock)
-        self.unavailable = UnavailableResponder(self.spec.server.host, self.port)
+        self.unavailable = UnavailableResponder(self.spec.server.host, self.port,
+                                                tls=_tls_context(self.spec))
 
     def resolved_refs(self) -> dict[str, str]:
         registry = Registry.open(self.spec.home)
@@ -117,7 +134,7 @@ class Supervisor:
 
     async def wait_ready(self, replica: Replica) -> None:
         deadline = time.monotonic() + self.spec.health.startup_timeout_s
-        url = f"http://127.0.0.1:{replica.port}/v2/health/ready"
+        url = f"{self.private}:{replica.port}/v2/health/ready"
         while time.monotonic() < deadline:
             if replica.process.poll() is not None:
                 raise UnavailableError(f"replica in slot {replica.slot} exited with code "
@@ -213,7 +230,7 @@ class Supervisor:
                 await self.restart(slot, "crashed")
                 continue
             try:
-                ok = (await self.http.get(f"http://127.0.0.1:{r.port}/v2/health/live")) \
+                ok = (await self.http.get(f"{self.private}:{r.port}/v2/health/live")) \
                     .status_code == 200
             except httpx.HTTPError:
                 ok = False

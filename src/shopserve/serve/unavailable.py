@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from typing import cast
 
 import orjson
@@ -61,8 +62,9 @@ class _Answer(asyncio.Protocol):
 class UnavailableResponder:
     """Joins the shared port while on; ``set(True/False)`` turns it on and off."""
 
-    def __init__(self, host: str, port: int, retry_after_s: int = 1) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, retry_after_s: int = 1,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.host, self.port, self.tls = host, port, tls
         self.payload = response(retry_after_s, "no replica is ready to answer (starting or "
                                                f"restarting); retry after {retry_after_s} s")
         self.server: asyncio.Server | None = None
@@ -78,7 +80,7 @@ class UnavailableResponder:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, self.port))
             self.server = await asyncio.get_running_loop().create_server(
-                lambda: _Answer(self.payload), sock=sock, backlog=1024)
+                lambda: _Answer(self.payload), sock=sock, backlog=1024, ssl=self.tls)
         elif not on and self.server is not None:
             server, self.server = self.server, None
             server.close()
