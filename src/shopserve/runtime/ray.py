@@ -136,7 +136,7 @@ def batched(max_batch_size: int, wait_s: float) -> Callable[[Any], Any]:
     """Ray Serve's request batching (``@serve.batch``) as a decorator for an async method."""
     from ray import serve
 
-    return serve.batch(max_batch_size=max_batch_size,  # type: ignore[no-any-return]
+    return serve.batch(max_batch_size=max_batch_size,
                        batch_wait_timeout_s=wait_s)
 
 
@@ -158,7 +158,8 @@ def bind(cls: type, options: DeploymentOptions, *args: Any, ingress: bool = Fals
                                         "initial_replicas": max(low, 1)}
     else:
         kwargs["num_replicas"] = options.num_replicas
-    return serve.deployment(cls, **kwargs).bind(*args)
+    deployment: Any = serve.deployment(cls, **kwargs)
+    return deployment.bind(*args)
 
 
 def run_app(app: Any, name: str, host: str, port: int, timeout_s: float = 300.0) -> None:
@@ -212,7 +213,7 @@ def delete_app(name: str) -> None:
 def shutdown_serve() -> None:
     from ray import serve
 
-    serve.shutdown()
+    serve.shutdown()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def replica_class(max_batch_size: int, wait_s: float) -> type:
     """A ``ModelReplica`` whose ``batch`` method is Ray Serve-batched with these bounds."""
 
     class BatchedReplica(ModelReplica):
-        @ray_rt.batched(max_batch_size, wait_s)  # type: ignore[misc]
+        @ray_rt.batched(max_batch_size, wait_s)
         async def batch(self, ops: list[str], payloads: list[Any]) -> list[Outcome]:
             return self.run_batch(ops, payloads)
 
