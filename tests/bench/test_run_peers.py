@@ -4,6 +4,7 @@ shopserve, one second of load each, so that a broken harness shows up in CI.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -45,15 +46,14 @@ def test_ceiling_and_shopserve_measured_in_one_table(tmp_path: Path) -> None:
 
 def test_a_peer_that_cannot_start_gets_a_row_saying_why(tmp_path: Path) -> None:
     # without --in-place this peer would get its own venv; here the harness's interpreter has
-    # no Ray, so the peer fails to start and the run still finishes with its row
-    pytest.importorskip("uvicorn")
-    if shutil.which("ray") is not None:
-        pytest.skip("Ray is installed here; the failure path needs a peer that cannot start")
-    done = run_peers(tmp_path, "--peers", "ray-serve", "--concurrency", "2", "--duration", "1",
+    # no PyTriton, so the peer fails to start and the run still finishes with its row
+    if importlib.util.find_spec("pytriton") is not None:
+        pytest.skip("PyTriton is installed here; the failure path needs a peer that cannot start")
+    done = run_peers(tmp_path, "--peers", "pytriton", "--concurrency", "2", "--duration", "1",
                      "--warmup", "0")
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((tmp_path / "results" / "peers.json").read_text())
-    ray = next(r for r in data["results"] if r["peer"] == "ray-serve")
-    assert ray["status"].startswith("failed: exited with code")
-    assert "ray" in ray["status"].lower()
-    assert "| Ray Serve | 2 replicas | failed:" in (tmp_path / "results" / "peers.md").read_text()
+    row = next(r for r in data["results"] if r["peer"] == "pytriton")
+    assert row["status"].startswith("failed: exited with code")
+    assert "pytriton" in row["status"]
+    assert "| NVIDIA PyTriton | dynamic batching" in (tmp_path / "results" / "peers.md").read_text()
