@@ -60,16 +60,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def local_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """hnswlib publishes no manylinux wheels: build the one a target needs, as users must."""
-    out = tmp_path_factory.mktemp("local-wheels")
-    from importlib.metadata import version
-
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                           str(out), f"hnswlib=={version('hnswlib')}"],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot build an hnswlib wheel here: {proc.stderr[-300:]}")
-    return out
+    """A --find-links folder of the user's own wheels; every core dependency has public wheels
+    for the target, so it holds none here."""
+    return tmp_path_factory.mktemp("local-wheels")
 
 
 def build(shop: Path, out: Path, cache: Path, links: Path) -> subprocess.CompletedProcess[str]:
@@ -113,7 +106,7 @@ def in_ns(ns: str, *args: str, timeout: float = 600) -> subprocess.CompletedProc
 def test_bundle_holds_runtime_wheels_for_the_target_only(bundle: Path) -> None:
     manifest = read_manifest(bundle)
     names = {w.name for w in manifest.wheels}
-    assert {"shopserve", "onnxruntime", "numpy", "pyarrow", "uvicorn", "hnswlib"} <= names
+    assert {"shopserve", "onnxruntime", "numpy", "pyarrow", "uvicorn", "voyager"} <= names
     assert not names & {"torch", "ray", "pytest"}
     assert len({w.file for w in manifest.wheels}) == len(manifest.wheels)
     assert [m.ref for m in manifest.models] == ["search@1", "ranker@1"]

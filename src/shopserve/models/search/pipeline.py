@@ -1,6 +1,6 @@
 """The product-search pipeline: encode → ANN ∪ BM25 candidates → features → re-ranker → top k.
 
-Built from a version's verified artifacts; runs on ONNX Runtime, numpy and hnswlib only.
+Built from a version's verified artifacts; runs on ONNX Runtime, numpy and voyager only.
 """
 
 from __future__ import annotations
