@@ -118,15 +118,15 @@ def quality(model: Path, variants: dict[str, Path]) -> dict[str, dict[str, float
         full = [docs for docs, _ in pipe.rank(queries, 10)]
         tops[name] = (dense, np.array([np.pad(d, (0, 10 - len(d)), constant_values=-1)
                                        for d in full]))
-        out[name] = {k: metrics[k] for k in ("ndcg@10", "recall@100", "encoder_ndcg@10",
-                                             "encoder_recall@100", "bm25_ndcg@10")}
+        out[name] = {k: metrics[k] for k in ("ndcg_at_10", "recall_at_100", "encoder_ndcg_at_10",
+                                             "encoder_recall_at_100", "bm25_ndcg_at_10")}
         out[name]["eval_queries"] = float(len(queries))
         out[name]["catalog"] = float(len(pipe.product_ids))
     ref_dense, ref_full = tops[REFERENCE]
     for name, (dense, full) in tops.items():
         out[name]["top10_agreement_encoder"] = topk_agreement(ref_dense, dense)
         out[name]["top10_agreement_pipeline"] = topk_agreement(ref_full, full)
-        for key in ("ndcg@10", "encoder_ndcg@10"):
+        for key in ("ndcg_at_10", "encoder_ndcg_at_10"):
             out[name][f"{key}_delta"] = out[name][key] - out[REFERENCE][key]
     return out
 
@@ -191,9 +191,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {name} | {row['cpu_qps']:.1f} | {row['x_pytorch']:.2f} "
             f"({row['x_pytorch_wall']:.2f}) | {row['x_onnx_fp32']:.2f} | "
             f"{row['mb']:.1f} | {row['top10_agreement_encoder']:.4f} | "
-            f"{row['top10_agreement_pipeline']:.4f} | {row['ndcg@10']:.4f} | "
-            f"{row['ndcg@10_delta']:+.4f} | {row['encoder_ndcg@10']:.4f} | "
-            f"{row['encoder_ndcg@10_delta']:+.4f} |")
+            f"{row['top10_agreement_pipeline']:.4f} | {row['ndcg_at_10']:.4f} | "
+            f"{row['ndcg_at_10_delta']:+.4f} | {row['encoder_ndcg_at_10']:.4f} | "
+            f"{row['encoder_ndcg_at_10_delta']:+.4f} |")
     goal = result["goal"]
     lines += ["", f"Goal for `{RECIPE}`: speed ×{goal['speedup']['measured']:.2f} "
               f"(≥ {GOAL['speedup']}), agreement {goal['agreement']['measured']:.4f} "
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                       "x_pytorch_wall": rates[name]["wall_qps"] / torch_wall,
                       "mb": sizes[name], **qual[name]}
     best = rows[RECIPE]
-    drop = -min(best["ndcg@10_delta"], best["encoder_ndcg@10_delta"])
+    drop = -min(best["ndcg_at_10_delta"], best["encoder_ndcg_at_10_delta"])
     goal = {"speedup": {"measured": best["x_pytorch"], "target": GOAL["speedup"]},
             "agreement": {"measured": best["top10_agreement_encoder"],
                           "target": GOAL["agreement"]},

@@ -189,7 +189,7 @@ def test_embed_registers_a_child_version_with_a_fresh_index(
     newest = good["title"][-1].as_py()  # a product the parent's index never held
     hits = pipe.search([newest], 3)[0]  # type: ignore[attr-defined]
     assert good["product_id"][-1].as_py() in [h.product_id for h in hits]
-    assert "ndcg@10" in child.metrics
+    assert "ndcg_at_10" in child.metrics
     shown = shopserve(home, "models", "show", child.ref)
     assert "parent:       search@1" in shown.stdout
 

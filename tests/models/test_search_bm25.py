@@ -87,7 +87,7 @@ def test_ndcg_and_recall_on_graded_judgments() -> None:
     assert recall_at(["x", "b"], judged, 100) == pytest.approx(0.5)
     assert ndcg_at(["a"], {"c": 1.0}, 10) is None  # nothing to gain: left out of the mean
     assert mean_metrics([["a"], ["z"]], [judged, {"z": 1.0}]) == {
-        "ndcg@10": pytest.approx(2.0 / ideal), "recall@100": pytest.approx(0.5)}
+        "ndcg_at_10": pytest.approx(2.0 / ideal), "recall_at_100": pytest.approx(0.5)}
     assert topk_agreement(np.array([[1, 2], [3, 4]]), np.array([[2, 1], [3, 5]])) == 0.75
 
 

@@ -87,8 +87,8 @@ def test_train_on_a_small_demo_shop_with_minilm(
     model = train_search(shop, tmp_path / "search", SearchTrainSpec(epochs=100),
                          encoder=exported)
     m = model.metrics
-    assert m["ndcg@10"] >= m["bm25_ndcg@10"] - 0.005, m
-    assert m["ndcg@10"] > 0.5 and m["encoder_ndcg@10"] > 0.3, m
+    assert m["ndcg_at_10"] >= m["bm25_ndcg_at_10"] - 0.005, m
+    assert m["ndcg_at_10"] > 0.5 and m["encoder_ndcg_at_10"] > 0.3, m
     assert model.config["graph"] == "encoder.onnx"
 
 
@@ -102,6 +102,6 @@ def test_homedepot_pipeline_beats_bm25_and_the_encoder(
     model = train_search(load_shop(DATA), tmp_path / "search", spec, encoder=exported)
     m = model.metrics
     assert m["eval_queries"] >= 60, m
-    assert m["ndcg@10"] > m["bm25_ndcg@10"], m
-    assert m["ndcg@10"] > m["encoder_ndcg@10"], m
-    assert m["recall@100"] >= m["bm25_recall@100"], m
+    assert m["ndcg_at_10"] > m["bm25_ndcg_at_10"], m
+    assert m["ndcg_at_10"] > m["encoder_ndcg_at_10"], m
+    assert m["recall_at_100"] >= m["bm25_recall_at_100"], m

@@ -100,16 +100,16 @@ def test_trained_model_is_ready_for_the_registry(trained: TrainedModel) -> None:
 
 def test_pipeline_at_least_matches_bm25_and_beats_the_encoder(trained: TrainedModel) -> None:
     m = trained.metrics
-    assert m["ndcg@10"] >= m["bm25_ndcg@10"] - 0.005, m
-    assert m["ndcg@10"] > m["encoder_ndcg@10"], m
-    assert m["recall@100"] >= m["bm25_recall@100"] - 0.01, m
+    assert m["ndcg_at_10"] >= m["bm25_ndcg_at_10"] - 0.005, m
+    assert m["ndcg_at_10"] > m["encoder_ndcg_at_10"], m
+    assert m["recall_at_100"] >= m["bm25_recall_at_100"] - 0.01, m
 
 
 def test_evaluate_through_the_dispatcher_gives_the_recorded_metrics(
     trained: TrainedModel, pipe: SearchPipeline
 ) -> None:
     metrics = evaluate(pipe, trained.files["eval.parquet"])
-    for key in ("ndcg@10", "recall@100", "bm25_ndcg@10", "encoder_ndcg@10"):
+    for key in ("ndcg_at_10", "recall_at_100", "bm25_ndcg_at_10", "encoder_ndcg_at_10"):
         assert metrics[key] == pytest.approx(trained.metrics[key], abs=1e-9)
 
 

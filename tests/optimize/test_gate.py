@@ -34,3 +34,17 @@ def test_unmeasurable_metric_and_explicit_budgets() -> None:
     assert reasons == ("auc could not be measured on the child",
                        "recall_at_20 dropped 0.0200 (0.3000 → 0.2800), budget 0.01")
     assert topk_agreement([["a", "b"]], [["b", "c"]]) == 0.5
+
+
+def test_budgets_apply_by_metric_family_whatever_the_prefix() -> None:
+    parent = Quality(metrics={"ndcg_at_10": 0.6, "encoder_ndcg_at_10": 0.5,
+                              "recall_at_100": 0.9, "bm25_recall_at_100": 0.8,
+                              "eval_queries": 66.0})
+    child = Quality(metrics={"ndcg_at_10": 0.6, "encoder_ndcg_at_10": 0.49,
+                             "recall_at_100": 0.88, "bm25_recall_at_100": 0.8,
+                             "eval_queries": 10.0})
+    assert judge(parent, child, QualityBudget()).reasons == (
+        "encoder_ndcg_at_10 dropped 0.0100 (0.5000 → 0.4900), budget 0.005",
+        "recall_at_100 dropped 0.0200 (0.9000 → 0.8800), budget 0.01",
+    )
+    assert judge(parent, child, QualityBudget(max_ndcg_drop=0.02, max_recall_drop=0.05)).accepted

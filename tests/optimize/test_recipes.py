@@ -145,3 +145,39 @@ def test_missing_and_broken_graphs(tmp_path: Path, ctx: RecipeContext) -> None:
     with pytest.raises(IntegrityError, match="not a readable ONNX model"):
         apply("int8-dynamic", broken, ctx)
     assert onnx.__version__  # onnx stays importable after the failed loads
+
+
+def test_int8_weight_only_quantizes_matmul_weights_in_blocks(tmp_path: Path) -> None:
+    from tests.optimize.tiny import make_matmul_mlp
+
+    graph = make_matmul_mlp(tmp_path / "dense.onnx")
+    x = np.random.default_rng(2).normal(size=(64, 256)).astype(np.float32)
+    batches = [{"x": x}]
+    ctx = RecipeContext(work_dir=tmp_path / "work", calibration=lambda: batches)
+    out = apply("int8-weight-only", graph, ctx)
+    nodes = load_graph(out).graph.node
+    assert [n.op_type for n in nodes if "MatMul" in n.op_type] == ["MatMulNBits"] * 2
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
+    assert (attrs["bits"], attrs["block_size"], attrs["accuracy_level"]) == (8, 128, 4)
+    # Outputs have unit scale; int8 weights and int8 activations per block (accuracy level 4)
+    # move them by 0.035 at most here.
+    error = diff(graph, out, batches)
+    assert 0 < error <= 0.05
+    assert out.stat().st_size < graph.stat().st_size * 0.4
+    four = apply("int8-weight-only:bits=4,block_size=32", graph, ctx)
+    assert diff(graph, four, batches) > error  # fewer bits, more error: the params are used
+    with pytest.raises(UsageError, match="int8-weight-only' does not apply .*already quantized"):
+        apply("int8-weight-only", out, ctx)
+
+
+def test_int8_weight_only_refuses_graphs_without_matmul_weights(
+    mlp: Path, ctx: RecipeContext, tmp_path: Path
+) -> None:
+    # The tiny MLP's one MatMul has a constant weight, so it applies; a graph of none does not.
+    assert apply("int8-weight-only", mlp, ctx).is_file()
+    with pytest.raises(UsageError, match=r"no MatMul node with a constant 2-D fp32 weight"):
+        apply("int8-weight-only", make_no_weights(tmp_path / "none.onnx"), ctx)
+    with pytest.raises(UsageError, match=r"block_size.*power of two"):
+        parse_recipe("int8-weight-only:block_size=100")
+    with pytest.raises(UsageError, match=r"bits"):
+        parse_recipe("int8-weight-only:bits=3")

@@ -55,3 +55,26 @@ def make_no_weights(path: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def make_matmul_mlp(path: Path, n_in: int = 256, hidden: int = 128, seed: int = 0) -> Path:
+    """``x`` [batch, n_in] → MatMul+Add → ReLU → MatMul → ``y`` [batch, 8]: the shape of a
+    transformer's dense layers, whose weights int8-weight-only quantizes in blocks."""
+    rng = np.random.default_rng(seed)
+    w1 = (rng.normal(size=(n_in, hidden)) / np.sqrt(n_in)).astype(np.float32)
+    w2 = (rng.normal(size=(hidden, 8)) / np.sqrt(hidden)).astype(np.float32)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
+             numpy_helper.from_array((rng.normal(size=hidden) * 0.1).astype(np.float32), "b1")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="dense1"),
+             helper.make_node("Add", ["h", "b1"], ["hb"]),
+             helper.make_node("Relu", ["hb"], ["a"]),
+             helper.make_node("MatMul", ["a", "w2"], ["y"], name="dense2")]
+    graph = helper.make_graph(
+        nodes, "dense_stack",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -11,24 +11,35 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 
+GATED_FAMILIES = frozenset({"auc", "ndcg", "recall"})
+
+
+def metric_family(metric: str) -> str | None:
+    """``auc``, ``ndcg`` or ``recall`` for a metric named in shopserve's convention
+    (``[part_]family[_at_k]``: ``auc``, ``ndcg_at_10``, ``encoder_recall_at_100``), else None."""
+    for part in metric.split("_"):
+        if part in GATED_FAMILIES:
+            return part
+    return None
+
+
 class QualityBudget(BaseModel):
     """Largest drops a child may show against its parent (all metrics higher-is-better)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_auc_drop: float = Field(default=0.002, ge=0)  # applies to metrics named auc*
-    max_ndcg_drop: float = Field(default=0.005, ge=0)  # applies to metrics named ndcg*
+    max_auc_drop: float = Field(default=0.002, ge=0)  # metrics of the auc family
+    max_ndcg_drop: float = Field(default=0.005, ge=0)  # ndcg_at_k, encoder_ndcg_at_k, ...
+    max_recall_drop: float = Field(default=0.01, ge=0)  # recall_at_k, ...
     min_topk_agreement: float = Field(default=0.95, ge=0, le=1)
     max_drops: dict[str, float] = Field(default_factory=dict)  # any other metric by exact name
 
     def limit_for(self, metric: str) -> float | None:
         if metric in self.max_drops:
             return self.max_drops[metric]
-        if metric.startswith("auc"):
-            return self.max_auc_drop
-        if metric.startswith("ndcg"):
-            return self.max_ndcg_drop
-        return None
+        family = metric_family(metric)
+        return {"auc": self.max_auc_drop, "ndcg": self.max_ndcg_drop,
+                "recall": self.max_recall_drop}.get(family or "")
 
 
 @dataclass(frozen=True)

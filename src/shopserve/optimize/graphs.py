@@ -18,6 +18,7 @@ WEIGHT_OPS = frozenset({"MatMul", "Gemm", "Conv", "Gather", "Attention", "EmbedL
 QUANTIZED_OPS = frozenset({
     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
     "QLinearMatMul", "QLinearConv", "ConvInteger", "DynamicQuantizeMatMul", "QAttention",
+    "MatMulNBits",
 })
 FLOAT = onnx.TensorProto.FLOAT
 BERT_HINTS = frozenset({"Softmax", "Attention", "MultiHeadAttention", "LayerNormalization",
@@ -57,15 +58,19 @@ def looks_like_transformer(model: onnx.ModelProto) -> bool:
         o for o in ops if "Attention" in o}
 
 
-def weighted_nodes(model: onnx.ModelProto, ops: Sequence[str] = ("MatMul", "Gemm")) -> list[str]:
-    """Names of nodes of ``ops`` whose second input is a constant float weight."""
+def weighted_nodes(model: onnx.ModelProto, ops: Sequence[str] = ("MatMul", "Gemm"),
+                   matrix_only: bool = False) -> list[str]:
+    """Names of nodes of ``ops`` whose weight input is a constant float tensor (2-D only with
+    ``matrix_only``). Unnamed nodes are listed as ``op_type#position``."""
     inits = initializers(model)
     names = []
-    for node in model.graph.node:
+    for i, node in enumerate(model.graph.node):
         slot = 0 if node.op_type == "Gather" else 1  # Gather's table is its data input
         weight = inits.get(node.input[slot]) if len(node.input) > 1 else None
-        if node.op_type in ops and weight is not None and weight.data_type == FLOAT:
-            names.append(node.name)
+        if node.op_type not in ops or weight is None or weight.data_type != FLOAT:
+            continue
+        if not matrix_only or len(weight.dims) == 2:
+            names.append(node.name or f"{node.op_type}#{i}")
     return names
 
 

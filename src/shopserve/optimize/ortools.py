@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from shopserve.errors import UsageError
+from shopserve.errors import DependencyError, UsageError
 
 # Quantizing a graph ORT already optimized fails on a data-type lookup unless told the default.
 _QUANT_EXTRA = {"DefaultTensorType": onnx.TensorProto.FLOAT}
@@ -99,6 +99,38 @@ def _run_quantizer(q: Any, source: Path, target: Path, spec: QuantSpec,
                           calibrate_method=q.CalibrationMethod.MinMax, **common)
     finally:
         prepared.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class WeightOnlySpec:
+    """Block-wise weight-only quantization of MatMul weights (ORT's ``MatMulNBits``)."""
+
+    bits: int = 8
+    block_size: int = 128
+    symmetric: bool = True
+    accuracy_level: int = 4  # 4: activations quantized to int8 per block at run time
+
+
+def quantize_weight_only(source: Path, target: Path, spec: WeightOnlySpec) -> Path:
+    """Write ``source`` with its constant MatMul weights as ``MatMulNBits`` to ``target``."""
+    try:  # ORT's n-bit quantizer imports onnx-ir (a shopserve dependency) at module level
+        from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+    except ImportError as exc:
+        raise DependencyError(f"weight-only quantization cannot load ONNX Runtime's quantizer "
+                              f"({exc}); reinstall shopserve, which depends on onnx-ir") from exc
+
+    try:
+        with _quiet():
+            quantizer = nbits.MatMulNBitsQuantizer(
+                onnx.load(str(source)), bits=spec.bits, block_size=spec.block_size,
+                is_symmetric=spec.symmetric, accuracy_level=spec.accuracy_level)
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(target), False)
+    except Exception as exc:  # the quantizer raises bare errors on graphs it cannot handle
+        raise UsageError(
+            f"{source.name}: ONNX Runtime could not quantize this graph's weights: {exc}"
+        ) from exc
+    return target
 
 
 def optimize_offline(source: Path, target: Path, extended: bool = True) -> Path:

@@ -1,14 +1,15 @@
 """Recipes that change number formats or graph structure without training: ``graph``
-(ORT offline optimization and transformer fusions), int8 (dynamic, per-channel, static QDQ) and
-``fp16`` for GPU targets.
+(ORT offline optimization and transformer fusions), int8 (dynamic, per-channel, static QDQ,
+weight-only) and ``fp16`` for GPU targets.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import onnx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shopserve.optimize import ortools
 from shopserve.optimize.graphs import (
@@ -113,6 +114,47 @@ class Int8StaticRecipe(Recipe):
         spec = ortools.QuantSpec(static=True, per_channel=self.params.per_channel,
                                  calibration=ctx.calibration())
         return ortools.quantize(named, ctx.path(self.name), spec)
+
+
+class WeightOnlyParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bits: Literal[4, 8] = 8
+    block_size: int = Field(default=128, ge=16)  # a power of two, along the reduction axis
+    symmetric: bool = True
+    accuracy_level: Literal[0, 1, 2, 3, 4] = 4  # 4: int8 activations per block at run time
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"must be a power of two (16, 32, 64, 128, ...), got {value}")
+        return value
+
+
+@register_recipe
+class Int8WeightOnlyRecipe(Recipe):
+    """The search encoder's recipe: per-block weight scales keep MiniLM's top-10 results where
+    per-tensor dynamic int8 loses them (``bench/optimize/search_encoder.py``)."""
+
+    name = "int8-weight-only"
+    summary = "MatMul weights as int8 in blocks of 128 (MatMulNBits), activations per block"
+    Params = WeightOnlyParams
+
+    def check(self, model: onnx.ModelProto, ctx: RecipeContext) -> None:
+        graph = model.graph.name or "this graph"
+        if is_quantized(model):
+            raise self.refuse(graph, "it is already quantized")
+        if is_float16(model):
+            raise self.refuse(graph, "it holds fp16 weights; int8 needs the fp32 graph")
+        if not weighted_nodes(model, ("MatMul",), matrix_only=True):
+            raise self.refuse(graph, "it has no MatMul node with a constant 2-D fp32 weight "
+                              "(Gemm, Conv and Gather weights are left to int8-dynamic)")
+
+    def apply(self, graph_path: Path, ctx: RecipeContext) -> Path:
+        assert isinstance(self.params, WeightOnlyParams)
+        spec = ortools.WeightOnlySpec(**self.params.model_dump())
+        return ortools.quantize_weight_only(graph_path, ctx.path(self.name), spec)
 
 
 class Fp16Params(BaseModel):

@@ -35,14 +35,15 @@ def recall_at(ranked: Sequence[str], judged: Mapping[str, float], k: int) -> flo
 def mean_metrics(
     rankings: Sequence[Sequence[str]], judgments: Sequence[Mapping[str, float]], prefix: str = ""
 ) -> dict[str, float]:
-    """``{prefix}ndcg@10`` and ``{prefix}recall@100`` averaged over the queries they apply to."""
+    """``{prefix}ndcg_at_10`` and ``{prefix}recall_at_100`` averaged over the queries they apply
+    to (metric names follow shopserve's ``family_at_k`` convention, as recommend and batch do)."""
     ndcg = [ndcg_at(r, j, 10) for r, j in zip(rankings, judgments, strict=True)]
     recall = [recall_at(r, j, 100) for r, j in zip(rankings, judgments, strict=True)]
     nd = [x for x in ndcg if x is not None]
     rc = [x for x in recall if x is not None]
     return {
-        f"{prefix}ndcg@10": float(np.mean(nd)) if nd else 0.0,
-        f"{prefix}recall@100": float(np.mean(rc)) if rc else 0.0,
+        f"{prefix}ndcg_at_10": float(np.mean(nd)) if nd else 0.0,
+        f"{prefix}recall_at_100": float(np.mean(rc)) if rc else 0.0,
     }
 
 

@@ -86,7 +86,7 @@ def train_search(
     files = {name: out_dir / name for name in FILES}
     pipe = SearchPipeline(config, files, settings)
     metrics = evaluate_search(pipe, files[EVAL_FILE])
-    metrics["encoder_max_abs_diff"] = exported.max_abs_diff
+    metrics["export_max_abs_diff"] = exported.max_abs_diff
     return TrainedModel(kind=ModelKind.SEARCH, files=files, config=config,
                         signature=pipe.signature, metrics=metrics,
                         data_hash=file_hash(files[EVAL_FILE]))
