@@ -73,6 +73,10 @@ class PipelineProbe:
         pipe = self.pipeline()
         rows = self.eval_rows(self.input_rows)
         featurize = getattr(pipe, "featurize", None)
+        if self.kind is ModelKind.RECOMMEND and "customer_id" in rows.column_names:
+            # The graph's input is the customer's row in its table (unknown ones: the last).
+            ids = [None if c is None else str(c) for c in rows.column("customer_id").to_pylist()]
+            return split_batches({"customer": pipe.positions(ids)}, 64)
         if featurize is None and hasattr(pipe, "features"):
             from shopserve.models.features import featurize as featurize_rows
 
