@@ -166,7 +166,7 @@ def test_int8_weight_only_quantizes_matmul_weights_in_blocks(tmp_path: Path) -> 
     assert out.stat().st_size < graph.stat().st_size * 0.4
     four = apply("int8-weight-only:bits=4,block_size=32", graph, ctx)
     assert diff(graph, four, batches) > error  # fewer bits, more error: the params are used
-    with pytest.raises(UsageError, match="int8-weight-only' does not apply .*already quantized"):
+    with pytest.raises(UsageError, match=r"int8-weight-only' does not apply .*already quantized"):
         apply("int8-weight-only", out, ctx)
 
 

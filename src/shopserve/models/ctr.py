@@ -123,7 +123,7 @@ def train_ctr_table(
     remap = rare_bucket_remap(features, x_tr["cat"], spec.min_count)
     x_tr = {"dense": x_tr["dense"], "cat": remap[x_tr["cat"]]}
     x_va = {"dense": x_va["dense"], "cat": remap[x_va["cat"]]}
-    graph = _fit_graph(spec, features, (x_tr, y[tr]), (x_va, y[va]), remap)
+    graph, export_diff = _fit_graph(spec, features, (x_tr, y[tr]), (x_va, y[va]), remap)
     onnx.save(graph, out_dir / GRAPH_FILE)
     base = train_fm(spec.baseline, x_tr, y[tr], x_va, y[va], features.total_buckets)
     base = base.remapped(remap)
@@ -138,6 +138,8 @@ def train_ctr_table(
     metrics = evaluate_rank(pipe, files[EVAL_FILE])
     metrics["baseline_auc"] = roc_auc(y[ev], base_p)
     metrics["baseline_logloss"] = log_loss(y[ev], base_p)
+    if export_diff is not None:  # torch source: largest |ONNX - torch| on validation rows
+        metrics["export_max_abs_diff"] = export_diff
     return TrainedModel(kind=ModelKind.RANK, files=files, config=config,
                         signature=pipe.signature, metrics=metrics,
                         data_hash=file_hash(files[EVAL_FILE]))
@@ -147,11 +149,11 @@ def _fit_graph(
     spec: CtrTrainSpec, features: FeatureSpec,
     train: tuple[dict[str, np.ndarray], np.ndarray],
     valid: tuple[dict[str, np.ndarray], np.ndarray], remap: np.ndarray,
-) -> onnx.ModelProto:
+) -> tuple[onnx.ModelProto, float | None]:
     """The trained graph; rare buckets answer with their column's missing-bucket weights."""
     if spec.trainer is CtrTrainer.TORCH:
         from shopserve.models.deepfm import train_deepfm
 
         return train_deepfm(spec, features, train, valid, remap)
     params = train_fm(spec.fm, train[0], train[1], valid[0], valid[1], features.total_buckets)
-    return fm_to_onnx(params.remapped(remap), len(features.categorical))
+    return fm_to_onnx(params.remapped(remap), len(features.categorical)), None

@@ -6,8 +6,8 @@ Needs the ``[train]`` extra; torch is imported only here, and only when this tra
 from __future__ import annotations
 
 import importlib
-import io
-import warnings
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,9 +72,10 @@ def _embedding_penalty(torch: Any, model: Any, cat: Any) -> Any:
 
 
 def train_deepfm(spec: CtrTrainSpec, features: FeatureSpec, train: Split,
-                 valid: Split, remap: np.ndarray) -> onnx.ModelProto:
+                 valid: Split, remap: np.ndarray) -> tuple[onnx.ModelProto, float]:
     """Train with AdamW, L2 on the embeddings a batch uses, and early stopping on the
-    validation loss; export the best epoch with rare buckets answering as missing ones."""
+    validation loss; export the best epoch with rare buckets answering as missing ones, checked
+    against torch on the validation rows (the difference is returned with the graph)."""
     require("torch", "train")
     try:
         torch: Any = importlib.import_module("torch")  # untyped here: torch stays optional
@@ -113,20 +114,24 @@ def train_deepfm(spec: CtrTrainSpec, features: FeatureSpec, train: Split,
     best_state["emb.weight"] = best_state["emb.weight"][torch.from_numpy(remap)]
     best_state["lin_cat.weight"] = best_state["lin_cat.weight"][torch.from_numpy(remap)]
     model.load_state_dict(best_state)
-    return export_onnx(torch, model.eval(), len(features.numeric), len(features.categorical))
+    return export_onnx(torch, model.eval(), len(features.numeric), len(features.categorical),
+                       valid[0])
 
 
-def export_onnx(torch: Any, model: Any, n_dense: int, n_cat: int) -> onnx.ModelProto:
-    """The model as ONNX with inputs ``dense``/``cat`` and output ``score``, batch axis dynamic."""
-    buf = io.BytesIO()
-    example = (torch.zeros(2, n_dense), torch.zeros(2, n_cat, dtype=torch.int64))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter warns about its own deprecation
-        torch.onnx.export(
-            model, example, buf, input_names=["dense", "cat"], output_names=["score"],
-            dynamic_axes={"dense": {0: "batch"}, "cat": {0: "batch"}, "score": {0: "batch"}},
-            opset_version=OPSET, dynamo=False,
-        )
-    graph = onnx.load_from_string(buf.getvalue())
+def export_onnx(torch: Any, model: Any, n_dense: int, n_cat: int,
+                check: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, float]:
+    """The model as ONNX with inputs ``dense``/``cat`` and output ``score``, batch axis dynamic,
+    and its largest difference to torch on the real rows ``check`` (at most 1e-5 allowed)."""
+    from shopserve.optimize.exports import TorchExportSpec, export_checked
+
+    spec = TorchExportSpec(
+        model_name="ctr (DeepFM)", input_names=("dense", "cat"), output_names=("score",),
+        dynamic_axes={"dense": {0: "batch"}, "cat": {0: "batch"}, "score": {0: "batch"}},
+        opset=OPSET, tolerance=1e-5)
+    sample = {"dense": np.zeros((2, n_dense), np.float32), "cat": np.zeros((2, n_cat), np.int64)}
+    rows = {k: v[:1024] for k, v in check.items()}
+    with tempfile.TemporaryDirectory(prefix="shopserve-deepfm-") as tmp:
+        diff = export_checked(model, Path(tmp) / "model.onnx", spec, sample, [rows])
+        graph = onnx.load(str(Path(tmp) / "model.onnx"))
     onnx.checker.check_model(graph)
-    return graph
+    return graph, diff

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 GATED_FAMILIES = frozenset({"auc", "ndcg", "recall"})
 
 

@@ -10,13 +10,12 @@ import contextlib
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shopserve.errors import DependencyError, IntegrityError, require
+from shopserve.errors import IntegrityError, require
 from shopserve.models.search.encoder import EMBEDDING_OUTPUT, ExportedEncoder
 from shopserve.models.search.tokenizer import ENCODER_INPUTS, QueryTokenizer
 from shopserve.runtime.onnx import OnnxModel
@@ -55,8 +54,7 @@ def export_encoder(cache_dir: Path) -> ExportedEncoder:
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
         shutil.copyfile(source_dir() / "tokenizer.json", staging / "tokenizer.json")
-        _export_graph(staging / "encoder.onnx")
-        diff = check_parity(staging / "encoder.onnx", staging / "tokenizer.json")
+        diff = _export_graph(staging / "encoder.onnx")
         # Atomic: a reader sees all of it or none; OSError means another process won the race.
         with contextlib.suppress(OSError):
             os.replace(staging, target)
@@ -100,25 +98,25 @@ def torch_encode(model: Any, feed: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(out.numpy(), dtype=np.float32)
 
 
-def _export_graph(path: Path) -> None:
-    import torch
+def _export_graph(path: Path) -> float:
+    """Export through optimize's checked exporter; returns the largest |torch - onnx|."""
+    from shopserve.optimize.exports import TorchExportSpec, export_checked
 
-    model = load_torch_encoder()
-    tok = QueryTokenizer(source_dir() / "tokenizer.json", max_tokens=32)
+    tokenizer = source_dir() / "tokenizer.json"
+    tok = QueryTokenizer(tokenizer, max_tokens=32)
     sample = tok(list(PARITY_TEXTS[:3]))  # padded rows, so the mask path is traced
-    args = tuple(torch.from_numpy(sample[name]) for name in ENCODER_INPUTS)
     axes = {name: {0: "batch", 1: "sequence"} for name in ENCODER_INPUTS}
     axes[EMBEDDING_OUTPUT] = {0: "batch"}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes about constant shapes checks
-            torch.onnx.export(
-                model, args, str(path), input_names=list(ENCODER_INPUTS),
-                output_names=[EMBEDDING_OUTPUT], dynamic_axes=axes, opset_version=17,
-                dynamo=False,
-            )
-    except Exception as exc:
-        raise DependencyError(f"exporting the search encoder to ONNX failed: {exc}") from exc
+    spec = TorchExportSpec(model_name="search encoder (all-MiniLM-L6-v2)",
+                           input_names=tuple(ENCODER_INPUTS), output_names=(EMBEDDING_OUTPUT,),
+                           dynamic_axes=axes, opset=17, tolerance=PARITY_ATOL)
+    return export_checked(load_torch_encoder(), path, spec, sample, _parity_feeds(tokenizer))
+
+
+def _parity_feeds(tokenizer: Path) -> list[dict[str, np.ndarray]]:
+    """Padded batches of two shapes: every export and every cached reuse is checked on them."""
+    return [QueryTokenizer(tokenizer, max_tokens=n)(texts)
+            for texts, n in ((list(PARITY_TEXTS), 32), (list(PARITY_TEXTS[:2]), 8))]
 
 
 def check_parity(graph: Path, tokenizer: Path) -> float:
@@ -126,8 +124,7 @@ def check_parity(graph: Path, tokenizer: Path) -> float:
     model = load_torch_encoder()
     session = OnnxModel(graph)
     worst = 0.0
-    for texts, max_tokens in ((list(PARITY_TEXTS), 32), (list(PARITY_TEXTS[:2]), 8)):
-        feed = QueryTokenizer(tokenizer, max_tokens=max_tokens)(texts)
+    for feed in _parity_feeds(tokenizer):
         want = torch_encode(model, feed)
         got = session.run(feed)[EMBEDDING_OUTPUT]
         worst = max(worst, float(np.abs(want - got).max()))
