@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import enum
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ class FaultContext:
         return time.monotonic() - self.t0
 
 
-class Fault:
+class Fault(abc.ABC):
     """Subclasses implement ``inject`` and ``undo`` (blocking; run on a worker thread)."""
 
     needs_admin = True
@@ -56,20 +57,20 @@ class Fault:
     def name(self) -> str:
         return str(self.spec.type.value)
 
-    def describe(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def describe(self) -> str: ...
 
-    def how_undone(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def how_undone(self) -> str: ...
 
-    def check_target(self, target: DrillTarget) -> None:
+    def check_target(self, target: DrillTarget) -> None:  # noqa: B027 (optional hook)
         """Refuse, before anything runs, a fault this target cannot take."""
 
-    def inject(self, ctx: FaultContext) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def inject(self, ctx: FaultContext) -> None: ...
 
-    def undo(self, ctx: FaultContext) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def undo(self, ctx: FaultContext) -> None: ...
 
     def checks(self, ctx: FaultContext, windows: dict[str, Any]) -> list[Check]:
         """Fault-specific hypotheses, judged after the drill."""
