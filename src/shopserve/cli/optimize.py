@@ -31,6 +31,7 @@ def optimize_command(
         "'name:key=value' sets options. Known: " + ", ".join(recipe_names()))] = [],  # noqa: B006
     max_auc_drop: Annotated[float, typer.Option(help="Largest AUC loss allowed.")] = 0.002,
     max_ndcg_drop: Annotated[float, typer.Option(help="Largest NDCG loss allowed.")] = 0.005,
+    max_recall_drop: Annotated[float, typer.Option(help="Largest recall loss allowed.")] = 0.01,
     min_topk_agreement: Annotated[float, typer.Option(
         help="Least share of the parent's top-10 results a child must keep.")] = 0.95,
     device: Annotated[Device, typer.Option(help="Where variants are built and timed.")] = (
@@ -52,6 +53,7 @@ def optimize_command(
     if time_per_batch <= 0:
         raise UsageError(f"--time-per-batch must be positive, got {time_per_batch}")
     budget = QualityBudget(max_auc_drop=max_auc_drop, max_ndcg_drop=max_ndcg_drop,
+                           max_recall_drop=max_recall_drop,
                            min_topk_agreement=min_topk_agreement)
     settings = OptimizeSettings(device=device, calibration=calibration, report_dir=report_dir,
                                 promote=promote,

@@ -128,7 +128,8 @@ def export_onnx(torch: Any, model: Any, n_dense: int, n_cat: int,
         model_name="ctr (DeepFM)", input_names=("dense", "cat"), output_names=("score",),
         dynamic_axes={"dense": {0: "batch"}, "cat": {0: "batch"}, "score": {0: "batch"}},
         opset=OPSET, tolerance=1e-5)
-    sample = {"dense": np.zeros((2, n_dense), np.float32), "cat": np.zeros((2, n_cat), np.int64)}
+    sample: dict[str, np.ndarray] = {"dense": np.zeros((2, n_dense), np.float32),
+                                     "cat": np.zeros((2, n_cat), np.int64)}
     rows = {k: v[:1024] for k, v in check.items()}
     with tempfile.TemporaryDirectory(prefix="shopserve-deepfm-") as tmp:
         diff = export_checked(model, Path(tmp) / "model.onnx", spec, sample, [rows])

@@ -100,7 +100,8 @@ class OptimizeReport(BaseModel):
         lines = [f"# Optimize report for {self.parent}", "",
                  f"Device: {self.device}. Created {self.created_at.isoformat()}. Budget: "
                  f"AUC drop ≤ {self.budget.max_auc_drop:g}, NDCG drop ≤ "
-                 f"{self.budget.max_ndcg_drop:g}, top-k agreement ≥ "
+                 f"{self.budget.max_ndcg_drop:g}, recall drop ≤ "
+                 f"{self.budget.max_recall_drop:g}, top-k agreement ≥ "
                  f"{self.budget.min_topk_agreement:g}.", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
