@@ -5,9 +5,11 @@ sequence length 16, its top-10 neighbours agree with fp32's on ≥ 95% of items,
 on held-out queries is within 0.005 of fp32. Speed is timed in interleaved rounds (one thread
 per engine, real held-out queries padded or cut to 16 tokens); quality uses the trained search
 model's held-out queries against its fixed fp32 catalog vectors. Writes JSON + Markdown to
-``bench/results/``. Needs the ``[train]`` extra and ``onnx-ir`` (ORT's weight-only quantizer).
+``bench/results/``. Needs the ``[train]`` extra. The int8 weight-only variant is built by the
+product's own ``int8-weight-only`` recipe; ``--optimize`` also runs ``shopserve.optimize`` on
+the model (scratch registry, the goal's budget) and reports its gate verdict.
 
-    python bench/optimize/search_encoder.py [--model DIR] [--queries 1500] [--rounds 5]
+    python bench/optimize/search_encoder.py [--model DIR] [--queries 1500] [--rounds 5] [--optimize]
 """
 
 from __future__ import annotations
@@ -34,10 +36,21 @@ from shopserve.data import load_shop
 from shopserve.models.search import SearchPipeline, SearchTrainSpec, evaluate_search, train_search
 from shopserve.models.search.evaluate import judged_queries
 from shopserve.models.search.export import cache_key, load_torch_encoder, torch_encode
+from shopserve.models.search.features import FEATURE_NAMES
 from shopserve.models.search.metrics import topk_agreement
 from shopserve.models.search.tokenizer import QueryTokenizer
 from shopserve.models.search.train import FILES, default_cache_dir
+from shopserve.optimize import (
+    OptimizeSettings,
+    QualityBudget,
+    RecipeContext,
+    SpeedSettings,
+    optimize,
+    parse_recipe,
+)
+from shopserve.registry import Registry
 from shopserve.runtime.onnx import OnnxModel, SessionSettings
+from shopserve.types import ModelKind
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -65,14 +78,30 @@ def int8_dynamic(src: Path, dst: Path) -> None:
 
 
 def int8_weight_only(src: Path, dst: Path) -> None:
-    """MatMul weights as symmetric int8 in blocks of 128 (MatMulNBits); accuracy level 4 lets
-    ORT quantize activations per block of the reduction axis at run time, not per tensor."""
-    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+    """The product's own recipe (``shopserve optimize --recipe int8-weight-only``): MatMul
+    weights as symmetric int8 in blocks of 128 (MatMulNBits); accuracy level 4 lets ORT
+    quantize activations per block of the reduction axis at run time, not per tensor."""
+    ctx = RecipeContext(work_dir=dst.parent / f"{dst.stem}-work", calibration=list)
+    recipe = parse_recipe(RECIPE)
+    recipe.check(onnx.load(str(src)), ctx)
+    shutil.move(recipe.apply(src, ctx), dst)
 
-    quantizer = nbits.MatMulNBitsQuantizer(onnx.load(str(src)), bits=8, block_size=128,
-                                           is_symmetric=True, accuracy_level=4)
-    quantizer.process()
-    quantizer.model.save_model_to_file(str(dst), False)
+
+def through_optimize(model: Path) -> dict[str, Any]:
+    """The same child made and gated by ``shopserve.optimize`` in a scratch registry, so the
+    bench and the product agree: its verdict and numbers are reported beside the bench's."""
+    with tempfile.TemporaryDirectory(prefix="shopserve-bench-registry-") as home:
+        registry = Registry.open(Path(home))
+        config = {"graph": "encoder.onnx", "search": {}, "features": list(FEATURE_NAMES)}
+        registry.register("search", {name: model / name for name in FILES}, ModelKind.SEARCH,
+                          config=config)
+        budget = QualityBudget(min_topk_agreement=GOAL["agreement"],
+                               max_ndcg_drop=GOAL["ndcg_drop"])
+        report = optimize(registry, "search@1", [RECIPE], budget,
+                          OptimizeSettings(speed=SpeedSettings(batch_sizes=(1,))))
+    child = report.variants[1]
+    return {"status": child.status.value, "reason": child.reason,
+            "topk_agreement": child.topk_agreement, "deltas": child.deltas}
 
 
 def build_variants(encoder: Path, work: Path) -> dict[str, Path]:
@@ -208,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=1500, help="homedepot queries to train on")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=64, help="queries per engine per round")
+    parser.add_argument("--optimize", action="store_true",
+                        help=f"also run `optimize --recipe {RECIPE}` on the model and report "
+                        "the product's gate verdict")
     args = parser.parse_args(argv)
     model = trained_model(args.model, args.queries)
     with tempfile.TemporaryDirectory(prefix="shopserve-bench-search-") as tmp:
@@ -238,10 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": best["x_pytorch"] >= GOAL["speedup"]
         and best["top10_agreement_encoder"] >= GOAL["agreement"] and drop <= GOAL["ndcg_drop"],
     }
+    if args.optimize:
+        result["optimize"] = through_optimize(model)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "search_encoder.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "search_encoder.md").write_text(markdown(result))
     print(markdown(result))
+    if "optimize" in result:
+        print(f"shopserve optimize --recipe {RECIPE}: {json.dumps(result['optimize'])}")
     return 0
 
 
