@@ -205,8 +205,10 @@ def test_deepfm_onnx_matches_torch_and_trains(tmp_path: Path) -> None:
     x, _ = _arrays(50, 7)
     with torch.no_grad():
         want = net(torch.from_numpy(x["dense"]), torch.from_numpy(x["cat"])).numpy()
-    got = OnnxModel(export_onnx(torch, net, 3, 2).SerializeToString()).run(x)["score"]
+    graph, diff = export_onnx(torch, net, 3, 2, x)
+    got = OnnxModel(graph.SerializeToString()).run(x)["score"]
     np.testing.assert_allclose(got, want, atol=1e-5)
+    assert diff == pytest.approx(float(np.abs(got - want).max()), abs=1e-7)
 
     shop = generate_demo_shop(DemoShopSpec.small())
     spec = CtrTrainSpec(trainer=CtrTrainer.TORCH, fm=FmSpec(epochs=4, hidden=(64, 32)))
