@@ -33,6 +33,7 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int) -> type[Htt
         _deadline: asyncio.TimerHandle | None = None
         _head_bytes = 0
         _previous: Any = None  # the last request's cycle, still current until the head is read
+        _incomplete = False  # a request has begun and not fully arrived
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -44,7 +45,14 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int) -> type[Htt
             super().on_message_begin()
             self._head_bytes = 0
             self._previous = self.cycle
-            self._deadline = self.loop.call_later(request_timeout_s, self._refuse, late)
+            self._incomplete = True
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # the deadline is armed only when a read leaves a request unfinished: a request
+            # that arrives in one read (nearly all of them) costs no timer
+            if self._incomplete and self._deadline is None and not self.transport.is_closing():
+                self._deadline = self.loop.call_later(request_timeout_s, self._refuse, late)
 
         def on_url(self, url: bytes) -> None:
             self._count(len(url))
@@ -55,6 +63,7 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int) -> type[Htt
             super().on_header(name, value)
 
         def on_message_complete(self) -> None:
+            self._incomplete = False
             self._cancel()
             super().on_message_complete()
 
