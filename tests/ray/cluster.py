@@ -1,5 +1,9 @@
-"""A real two-node Ray cluster on 127.0.0.1 for the tests and the bench: a head and a worker node,
-started with ``ray start`` in a private temp dir, and stopped by killing exactly its processes."""
+"""A real Ray cluster on 127.0.0.1 for the tests and the bench: a head (and worker nodes) started
+with ``ray start`` in a private temp dir, and stopped by killing exactly its processes.
+
+A one-node cluster can be loopback-only by itself (``loopback_only``); more nodes on one machine
+keep to loopback only inside a network namespace (``netns.py``), where the caller runs this.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from shopserve.runtime.ray import LOOPBACK_ENV
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -25,13 +31,16 @@ def free_port() -> int:
 class LocalRayCluster:
     """``ray start`` a head (and more nodes) on loopback; every process found by its temp dir."""
 
-    def __init__(self, cpus_per_node: float = 1) -> None:
+    def __init__(self, cpus_per_node: float = 1, loopback_only: bool = False) -> None:
         self.cpus = cpus_per_node
+        self.loopback_only = loopback_only
         self.temp = Path(tempfile.mkdtemp(prefix="srt-", dir="/tmp"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         self.env.pop("RAY_ADDRESS", None)
+        if loopback_only:
+            self.env.update(LOOPBACK_ENV)
         self.workers = 0
 
     def _ray(self) -> str:
@@ -56,6 +65,8 @@ class LocalRayCluster:
         return self
 
     def add_node(self) -> None:
+        if self.loopback_only:
+            raise RuntimeError("a loopback-only Ray has one node; run more in a namespace")
         self._start([f"--address={self.address}"])
         self.workers += 1
 

@@ -1,30 +1,31 @@
-"""A real two-node Ray cluster on this machine (1 CPU each), a registry with tiny real models,
-and the same deployment file served by the embedded backend and by Ray Serve."""
+"""Ray test fixtures: a registry with tiny real models and one deployment file for both backends.
+
+The two-node cluster runs inside a network namespace the tests make (``netns.py``), with
+everything that talks to it (``scenario.py``); a one-node Ray runs on this machine's loopback.
+"""
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "serve"))  # the serving tests' tiny models
 
-from cluster import LocalRayCluster
+from netns import NetworkNamespace, unavailable_reason
 from serve_models import click_table, linear_onnx
 
 from shopserve.models import CtrTrainSpec, train_ctr_table
 from shopserve.registry import Registry
 from shopserve.runtime import ray as ray_rt
-from shopserve.testing import ShopserveProcess, free_port
 from shopserve.types import ModelKind
 
-# Loopback test cluster: no token file shared with other users of this machine.
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-           "SHOPSERVE_RAY_REPLICA_CPUS": "0.25", "SHOPSERVE_RAY_ACTOR_CPUS": "0.25"}
 DEPLOYMENT = {
     "models": [{"ref": "ctr@1", "batching": {"max_batch_size": 16, "max_queue_delay_ms": 2},
                 "cache": False},
@@ -32,31 +33,13 @@ DEPLOYMENT = {
     "replicas": 2,
     "server": {"host": "127.0.0.1", "port": 8000},
 }
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[LocalRayCluster]:
-    if not ray_rt.available():
-        pytest.skip("Ray is not installed (pip install 'shopserve[ray]')")
-    saved = {k: os.environ.get(k) for k in RAY_ENV}
-    os.environ.update(RAY_ENV)
-    cluster = LocalRayCluster(cpus_per_node=1)
-    try:
-        cluster.start_head()
-        cluster.add_node()
-        yield cluster
-    finally:
-        ray_rt.disconnect()
-        cluster.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+SCENARIO = Path(__file__).with_name("scenario.py")
 
 
 @pytest.fixture(scope="session")
 def ray_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not ray_rt.available():
+        pytest.skip("Ray is not installed (pip install 'shopserve[ray]')")
     home = tmp_path_factory.mktemp("ray-home")
     work = tmp_path_factory.mktemp("ray-models")
     reg = Registry.open(home)
@@ -74,22 +57,33 @@ def deploy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _serve(deploy_file: Path, home: Path, *extra: str) -> ShopserveProcess:
-    args = ["serve", str(deploy_file), "--port", str(free_port()), *extra]
-    return ShopserveProcess(args, env={**RAY_ENV, "SHOPSERVE_HOME": str(home)},
-                            startup_timeout_s=240, log_dir=deploy_file.parent)
+@pytest.fixture(scope="module")
+def netns() -> Iterator[NetworkNamespace]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"the two-node Ray cluster runs in its own network namespace: {reason}")
+    with NetworkNamespace() as ns:
+        yield ns
 
 
-@pytest.fixture(scope="session")
-def embedded_server(deploy_file: Path, ray_home: Path) -> Iterator[ShopserveProcess]:
-    with _serve(deploy_file, ray_home) as server:
-        yield server
+@pytest.fixture(scope="module")
+def scenario(netns: NetworkNamespace, ray_home: Path, deploy_file: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``scenario.py`` run once inside the namespace; its observations, step by step."""
+    out = tmp_path_factory.mktemp("ray-scenario") / "result.json"
+    done = subprocess.run(
+        [*netns.prefix(), sys.executable, str(SCENARIO), "--home", str(ray_home),
+         "--deploy", str(deploy_file), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0 and out.exists(), done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    assert "error" not in result, result["error"]
+    return result
 
 
-@pytest.fixture(scope="session")
-def ray_server(ray_cluster: LocalRayCluster, deploy_file: Path,
-               ray_home: Path) -> Iterator[ShopserveProcess]:
-    server = _serve(deploy_file, ray_home, "--backend", "ray", "--address", ray_cluster.address)
-    server.log_path = deploy_file.parent / "ray-server.log"
-    with server:
-        yield server
+def step(scenario: dict[str, Any], name: str) -> dict[str, Any]:
+    """One step's observations, or the test fails with that step's traceback."""
+    assert name in scenario, f"the scenario did not get to {name!r}"
+    got: dict[str, Any] = scenario[name]
+    assert "error" not in got, got["error"]
+    return got

@@ -3,40 +3,14 @@ what Ray's recovery did (replicas replaced, where they went, how long it took)."
 
 from __future__ import annotations
 
-import enum
 import time
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from collections import Counter
+from typing import Any
 
 from shopserve.drill.faults.base import Fault, FaultContext
+from shopserve.drill.spec import FaultType, RayNodeKillFault, RayReplicaKillFault
 from shopserve.errors import UnavailableError, UsageError
 from shopserve.runtime import ray as ray_rt
-
-
-class RayFaultType(enum.StrEnum):
-    REPLICA_KILL = "ray-replica-kill"
-    NODE_KILL = "ray-node-kill"
-
-
-class _RayFault(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    start_s: float = Field(default=2.0, ge=0)
-    duration_s: float = Field(default=0.0, ge=0)
-    address: str | None = "auto"  # the Ray cluster the deployment runs on
-    app: str = "shopserve"  # the Ray Serve application
-    recover_timeout_s: float = Field(default=120.0, gt=0)
-
-
-class RayReplicaKillFault(_RayFault):
-    type: Literal[RayFaultType.REPLICA_KILL] = RayFaultType.REPLICA_KILL
-    deployment: str | None = None  # a model endpoint (its stable deployment); any model's else
-
-
-class RayNodeKillFault(_RayFault):
-    type: Literal[RayFaultType.NODE_KILL] = RayFaultType.NODE_KILL
-    node_id: str | None = None  # default: the worker node with the most replicas
 
 
 class _RayRecoveryFault(Fault):
@@ -67,15 +41,10 @@ class _RayRecoveryFault(Fault):
         """Wait for Ray to bring every deployment back to its replica count; record how."""
         start = float(self.detail["injected_at"])
         deadline = start + self.spec.recover_timeout_s
-        lost = set(self.detail.get("lost", []))
         while time.monotonic() < deadline:
             status = ray_rt.app_status(self.spec.app)
             now = self._snapshot()
-            alive = {d: sum(1 for name in now["replicas"] if name.split("#")[1] == d)
-                     for d in self.detail["counts"]}
-            if (status["status"] == "RUNNING" and status["replicas"] == self.detail["counts"]
-                    and alive == {d: sum(c.values()) for d, c in self.detail["counts"].items()}
-                    and not lost & set(now["replicas"])):
+            if self._recovered(status, now):
                 self.detail["after"] = now
                 self.detail["recovered_s"] = round(time.monotonic() - start, 2)
                 return
@@ -83,7 +52,22 @@ class _RayRecoveryFault(Fault):
         self.detail["after"] = self._snapshot()
         status = ray_rt.app_status(self.spec.app)
         raise UnavailableError(f"Ray did not restore {self.spec.app!r} within "
-                               f"{self.spec.recover_timeout_s} s: {status}")
+                               f"{self.spec.recover_timeout_s} s: {status}; replica actors "
+                               f"{self.detail['after']['replicas']}, nodes alive "
+                               f"{self.detail['after']['nodes']}")
+
+    def _recovered(self, status: dict[str, Any], now: dict[str, Any]) -> bool:
+        """Ray has seen the fault (``_seen``), Ray Serve runs every replica again, and as many
+        live replica actors as that run on live nodes, none of them a lost one."""
+        counts = self.detail["counts"]
+        placed = Counter(name.split("#")[1] for name in now["replicas"])
+        return (self._seen(now) and status["status"] == "RUNNING"
+                and status["replicas"] == counts
+                and all(placed[d] == sum(c.values()) for d, c in counts.items())
+                and not set(self.detail.get("lost", [])) & set(now["replicas"]))
+
+    def _seen(self, now: dict[str, Any]) -> bool:
+        return True
 
     def report(self) -> dict[str, Any]:
         """What happened, for the drill report: lost and new replicas, nodes, time to recover."""
@@ -128,10 +112,14 @@ class RayNodeKill(_RayRecoveryFault):
         self.detail["lost"] = [name for name, where in replicas.items() if where == node.node_id]
         self.detail["raylet_pid"] = ray_rt.kill_node(node.node_id)
 
+    def _seen(self, now: dict[str, Any]) -> bool:
+        """Until Ray reports the node dead, Ray Serve still counts its replicas as running."""
+        return now["nodes"].get(self.detail["node"]) is False
 
-RAY_FAULTS: dict[RayFaultType, type[_RayRecoveryFault]] = {
-    RayFaultType.REPLICA_KILL: RayReplicaKill,
-    RayFaultType.NODE_KILL: RayNodeKill,
+
+RAY_FAULTS: dict[FaultType, type[_RayRecoveryFault]] = {
+    FaultType.RAY_REPLICA_KILL: RayReplicaKill,
+    FaultType.RAY_NODE_KILL: RayNodeKill,
 }
 
 

@@ -162,6 +162,8 @@ class FaultType(enum.StrEnum):
     OVERLOAD = "overload"
     ZONE_LOSS = "zone-loss"
     FRONT_KILL = "front-kill"
+    RAY_REPLICA_KILL = "ray-replica-kill"
+    RAY_NODE_KILL = "ray-node-kill"
 
 
 class _Fault(_Spec):
@@ -238,9 +240,29 @@ class FrontKillFault(_Fault):
     type: Literal[FaultType.FRONT_KILL]
 
 
+class _RayFault(_Fault):
+    """A fault on a deployment served by Ray (``--backend ray``): Ray itself must recover."""
+
+    duration_s: float = Field(default=0.0, ge=0)
+    address: str | None = "auto"  # the Ray cluster the deployment runs on
+    app: str = "shopserve"  # the Ray Serve application
+    recover_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class RayReplicaKillFault(_RayFault):
+    type: Literal[FaultType.RAY_REPLICA_KILL] = FaultType.RAY_REPLICA_KILL
+    deployment: str | None = None  # a model endpoint (its stable deployment); any model's else
+
+
+class RayNodeKillFault(_RayFault):
+    type: Literal[FaultType.RAY_NODE_KILL] = FaultType.RAY_NODE_KILL
+    node_id: str | None = None  # default: the worker node with the most replicas
+
+
 FaultSpec = Annotated[
     ReplicaCrashFault | ReplicaHangFault | ProxyFault | RedisOutageFault | CorruptArtifactFault
-    | BadCanaryFault | OverloadFault | ZoneLossFault | FrontKillFault,
+    | BadCanaryFault | OverloadFault | ZoneLossFault | FrontKillFault | RayReplicaKillFault
+    | RayNodeKillFault,
     Field(discriminator="type")]
 
 

@@ -37,13 +37,27 @@ def available() -> bool:
     return True
 
 
+# A one-machine Ray that listens on loopback only. On Linux Ray takes as its node IP the address
+# of the route to 8.8.8.8 (and binds it and ``*``) even when told 127.0.0.1; with this variable
+# at 0 it keeps 127.0.0.1. Ray then refuses ``ray start --address`` (no second node), so this is
+# for a Ray started on this machine, never for a real cluster.
+CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK_ENV = {CLUSTER_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
 def connect(address: str | None) -> bool:
     """Join the cluster at ``address`` (``auto``, ``ray://HOST:PORT``, ``HOST:PORT``), or start a
-    one-machine cluster on 127.0.0.1 when it is None. True when this call started Ray itself."""
+    one-machine cluster on 127.0.0.1 only (no dashboard, no usage stats) when it is None. True
+    when this call started Ray itself."""
+    if address is None:
+        os.environ.update(LOOPBACK_ENV)  # read by Ray when imported, and by every Ray process
     ray = require()
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None and not loopback_only():
+        raise UsageError(f"Ray was imported before {CLUSTER_ENV}=0 was set, so a local Ray "
+                         "would listen beyond 127.0.0.1; set it in the environment first")
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING"}
     try:
         if address is None:
@@ -54,6 +68,40 @@ def connect(address: str | None) -> bool:
         raise UnavailableError(f"cannot reach the Ray cluster at {address or 'local'}: {exc}") \
             from exc
     return True
+
+
+def loopback_only() -> bool:
+    """True when a Ray started by this process keeps every socket on 127.0.0.1."""
+    require()
+    from ray._private import ray_constants
+
+    return not ray_constants.ENABLE_RAY_CLUSTER
+
+
+def keep_replica_on_loopback() -> None:
+    """Run first in a replica's constructor: on a loopback-only Ray, Ray Serve's inter-deployment
+    gRPC server (Ray 2.60 binds it to ``[::]`` whatever the node IP) binds 127.0.0.1 instead.
+
+    Only where :data:`CLUSTER_ENV` is 0, i.e. Ray started on this machine by :func:`connect`
+    (the variable reaches every Ray worker); on a cluster the other nodes must reach it.
+    """
+    if os.environ.get(CLUSTER_ENV) != "0":
+        return
+    try:
+        from ray.serve._private import replica
+    except ImportError:  # a Ray without that module has no such server to move
+        return
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "shopserve_loopback", False):
+        return
+
+    def add_port(server: Any, address: str) -> Any:
+        if address.startswith("[::]:"):
+            address = "127.0.0.1:" + address.removeprefix("[::]:")
+        return original(server, address)
+
+    add_port.shopserve_loopback = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = add_port  # type: ignore[attr-defined]
 
 
 def disconnect() -> None:
@@ -225,14 +273,20 @@ class ReplicaActor:
 
 
 def replica_actors(app: str) -> list[ReplicaActor]:
-    """The live replica actors of application ``app``, with the node and process of each."""
+    """The live replica actors of application ``app``, with the node and process of each.
+
+    Live: ALIVE in the GCS actor table and on a node Ray reports alive (an actor on a lost node
+    can read ALIVE until the GCS has handled the node's death).
+    """
     require()
     from ray._private import state  # the GCS actor table: no dashboard needed
 
+    live = {n.node_id for n in nodes() if n.alive}
     out = []
     for info in state.actors().values():
         name = info.get("Name") or ""
-        if info.get("State") != "ALIVE" or not name.startswith(f"SERVE_REPLICA::{app}#"):
+        if info.get("State") != "ALIVE" or not name.startswith(f"SERVE_REPLICA::{app}#") \
+                or str(info["Address"]["NodeID"]) not in live:
             continue
         out.append(ReplicaActor(name, name.split("#")[1], str(info["Address"]["NodeID"]),
                                 int(info.get("Pid") or 0)))
@@ -277,13 +331,14 @@ def kill_node(node_id: str) -> int:
     if any(n.node_id == node_id and n.head for n in nodes()):
         raise UsageError("refusing to kill the head node: the cluster would be gone, not degraded")
 
-    def stop_raylet() -> int:
+    def stop_node() -> int:
         import threading
 
         import psutil
 
+        # the raylet by its exact name: this worker's own title is ``ray::<task name>``
         proc: Any = psutil.Process(os.getpid())
-        while proc is not None and "raylet" not in proc.name():
+        while proc is not None and proc.name() != "raylet":
             proc = proc.parent()
         if proc is None:
             raise RuntimeError("no raylet above this worker")
@@ -292,7 +347,7 @@ def kill_node(node_id: str) -> int:
         threading.Timer(0.5, _kill_pid, (pid,)).start()
         return pid
 
-    task = ray.remote(num_cpus=0, max_retries=0)(stop_raylet).options(
+    task = ray.remote(num_cpus=0, max_retries=0)(stop_node).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
     return int(ray.get(task.remote(), timeout=60))
 

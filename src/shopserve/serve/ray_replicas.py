@@ -38,6 +38,7 @@ class ModelReplica:
 
     def __init__(self, endpoint: str, spec_json: str, meta_json: str,
                  shipped: dict[str, ray_rt.ShippedFile], device: str, threads: int) -> None:
+        ray_rt.keep_replica_on_loopback()
         meta = ModelVersion.model_validate_json(meta_json)
         files = ray_rt.fetch_files(shipped)
         settings = SessionSettings(device=Device(device), intra_op_threads=threads)
@@ -181,6 +182,7 @@ class Gateway:
 
     async def __init__(self, spec_json: str,  # type: ignore[misc]
                        handles: dict[str, dict[str, Any]]) -> None:
+        ray_rt.keep_replica_on_loopback()
         spec = DeploymentSpec.model_validate_json(spec_json)
         endpoints = {}
         for m in spec.models:

@@ -101,6 +101,7 @@ def wait_replicas(target: DrillTarget, count: int, timeout_s: float = 60.0,
 
 
 def build_fault(spec: FaultSpec) -> Fault:
+    from shopserve.drill import ray_faults
     from shopserve.drill.faults import dependencies, processes, versions
 
     kinds: dict[FaultType, type[Fault]] = {
@@ -113,5 +114,7 @@ def build_fault(spec: FaultSpec) -> Fault:
         FaultType.OVERLOAD: dependencies.Overload,
         FaultType.CORRUPT_ARTIFACT: versions.CorruptArtifact,
         FaultType.BAD_CANARY: versions.BadCanary,
+        FaultType.RAY_REPLICA_KILL: ray_faults.RayReplicaKill,
+        FaultType.RAY_NODE_KILL: ray_faults.RayNodeKill,
     }
     return kinds[spec.type](spec)
