@@ -93,7 +93,9 @@ def _ray(batch: bool) -> Callable[[LaunchContext], Launch]:
     def launch(ctx: LaunchContext) -> Launch:
         argv = [str(ctx.python), str(APPS / "ray_app.py"), "--model", str(ctx.model_path),
                 "--port", str(ctx.port), "--temp-dir", f"/tmp/ray-bench-{ctx.port}"]
-        env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+        # a one-machine Ray on 127.0.0.1 only (see ray_app.py)
+        env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0",
+               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         return Launch(argv + (["--batch"] if batch else []),
                       f"/v2/models/{ctx.model_name}/infer", env)
 

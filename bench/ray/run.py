@@ -5,7 +5,10 @@ Trains a small CTR model into a temporary registry, serves one deployment file w
 two-node Ray cluster started with ``ray start`` on this machine (1 CPU each, so the "two nodes"
 share this machine's cores: a simulation of scale-out, not a measurement of it). Each run is
 closed-loop load (shopserve.loadgen) on /v1/rank with one-row bodies, cache off. Bounded: about
-three minutes. Usage: python bench/ray/run.py [--seconds 6] [--out bench/ray/results.json]
+three minutes. Usage (as root): python bench/ray/run.py [--seconds 6] [--out results.json]
+
+Everything runs inside a network namespace the script makes (only ``lo`` up), so the two Ray
+nodes keep to loopback; the one-node cluster is loopback-only by itself as well.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +30,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "ray"))
 
 from cluster import LocalRayCluster
+from netns import NetworkNamespace, unavailable_reason
 
 from shopserve.loadgen import load_spec, run_load
 from shopserve.models import CtrTrainSpec, train_ctr_table
@@ -34,6 +39,7 @@ from shopserve.testing import ShopserveProcess, free_port
 
 ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
        "SHOPSERVE_RAY_REPLICA_CPUS": "1"}
+INSIDE = "SHOPSERVE_BENCH_NETNS"  # set when this script runs in its namespace
 
 
 def make_registry(home: Path) -> None:
@@ -67,6 +73,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
+    if INSIDE not in os.environ:
+        reason = unavailable_reason()
+        if reason:
+            print(f"bench/ray runs in its own network namespace: {reason}", file=sys.stderr)
+            return 2
+        with NetworkNamespace("shopserve-raybench") as ns:
+            argv = [*ns.prefix(), sys.executable, str(Path(__file__).resolve()),
+                    "--seconds", str(args.seconds), "--out", str(args.out.resolve())]
+            return subprocess.run(argv, env={**os.environ, INSIDE: ns.name},
+                                  check=False).returncode
     os.environ.update(ENV)
     base = Path(tempfile.mkdtemp(prefix="shopserve-raybench-"))
     home = base / "home"
@@ -82,13 +98,18 @@ def main() -> int:
     print("embedded backend, 2 replicas", flush=True)
     with serve(base / "deploy-2.yaml", home) as server:
         results["embedded_2_replicas"] = measure(server.url, args.seconds)
-    cluster = LocalRayCluster(cpus_per_node=1)
+    cluster = LocalRayCluster(cpus_per_node=1, loopback_only=True)
     try:
         cluster.start_head()
         print("ray backend, 1 node (1 CPU), 1 model replica", flush=True)
         with serve(base / "deploy-1.yaml", home, "--backend", "ray", "--address",
                    cluster.address) as server:
             results["ray_1_node"] = measure(server.url, args.seconds)
+    finally:
+        cluster.stop()
+    cluster = LocalRayCluster(cpus_per_node=1)
+    try:
+        cluster.start_head()
         cluster.add_node()
         print("ray backend, 2 nodes (1 CPU each, same machine), 2 model replicas", flush=True)
         with serve(base / "deploy-2.yaml", home, "--backend", "ray", "--address",
