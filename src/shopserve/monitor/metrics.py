@@ -2,16 +2,18 @@
 
 Defined once per process; with ``PROMETHEUS_MULTIPROC_DIR`` set (as ``shopserve serve`` does)
 every replica writes its own files and ``/metrics`` on any replica sums them. Gauges use
-``live*`` modes, so a dead replica's values leave the sum.
+``live*`` modes, so a dead replica's values leave the sum. Per-request and per-batch metrics
+are counted in the process and flushed to the files about once a second (``buffer.py``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.registry import Collector
+
+from shopserve.monitor.buffer import BufferedCounter, BufferedHistogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -40,14 +42,22 @@ FEEDBACK = Counter("shopserve_feedback_events", "Feedback events stored durably"
 
 
 @functools.cache
-def requests(endpoint: str, model: str, version: str, status: int) -> Any:
-    """The counter child, looked up once: ``labels()`` costs on every request."""
-    return REQUESTS.labels(endpoint, model, version, str(status))
+def requests(endpoint: str, model: str, version: str, status: int) -> BufferedCounter:
+    """The counter child, looked up once (``labels()`` costs), counted in the process."""
+    return BufferedCounter(REQUESTS.labels(endpoint, model, version, str(status)))
 
 
 @functools.cache
-def duration(endpoint: str, model: str) -> Any:
-    return DURATION.labels(endpoint, model)
+def duration(endpoint: str, model: str) -> BufferedHistogram:
+    return BufferedHistogram(DURATION.labels(endpoint, model), LATENCY_BUCKETS)
+
+
+def queue_wait(model: str, version: str) -> BufferedHistogram:
+    return BufferedHistogram(QUEUE_WAIT.labels(model, version), LATENCY_BUCKETS)
+
+
+def model_duration(model: str, version: str) -> BufferedHistogram:
+    return BufferedHistogram(MODEL_DURATION.labels(model, version), LATENCY_BUCKETS)
 
 
 def render_scraped() -> bytes:

@@ -4,6 +4,7 @@ one), request counts and end-to-end latency, and a JSON log line for failed or s
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ from shopserve.monitor import metrics
 from shopserve.monitor.settings import MonitorSettings, RequestLog, monitor_settings
 
 HEADER = "x-request-id"
+_HEADER_BYTES = HEADER.encode()
 VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger("shopserve.requests")
 
@@ -39,13 +41,35 @@ def settings() -> MonitorSettings:
     return _settings
 
 
+_ID_PREFIX = os.urandom(6).hex()  # random per process: ids stay unique across replicas
+_ids = itertools.count(1)
+
+
 def new_id() -> str:
-    return os.urandom(12).hex()
+    """24 hex digits: the process's random prefix and a counter (no syscall per request)."""
+    return f"{_ID_PREFIX}{next(_ids):012x}"
 
 
-def begin(headers: Any) -> RequestRecord:
-    """Start a request: its id is the client's ``X-Request-ID`` when valid, else a new one."""
-    given = headers.get(HEADER)
+def reseed() -> None:
+    """A new prefix for a forked process, so that it never repeats its parent's ids."""
+    global _ID_PREFIX, _ids
+    _ID_PREFIX, _ids = os.urandom(6).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=reseed)
+
+
+def begin(raw_headers: list[tuple[bytes, bytes]]) -> RequestRecord:
+    """Start a request: its id is the client's ``X-Request-ID`` when valid, else a new one.
+
+    ``raw_headers`` is the ASGI scope's list (lower-case names): scanning it is cheaper than
+    building Starlette's ``Headers`` for one lookup.
+    """
+    given = None
+    for name, value in raw_headers:
+        if name == _HEADER_BYTES:
+            given = value.decode("latin-1")
+            break
     record = RequestRecord(given if given and VALID_ID.match(given) else new_id())
     CURRENT.set(record)
     return record
@@ -54,7 +78,8 @@ def begin(headers: Any) -> RequestRecord:
 def finish(record: RequestRecord, endpoint: str, model: str, response: Any,
            seconds: float) -> None:
     """Count and time the request, return its id in a header, and log it when it failed."""
-    response.headers["X-Request-ID"] = record.id
+    # the raw header list: Starlette's MutableHeaders rebuilds its view on every assignment
+    response.raw_headers.append((b"x-request-id", record.id.encode("latin-1")))
     status = response.status_code
     metrics.requests(endpoint, record.model or model, record.version, status).inc()
     metrics.duration(endpoint, record.model or model).observe(seconds)
