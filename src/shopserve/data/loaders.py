@@ -47,6 +47,9 @@ def _require_columns(path: Path, have: list[str], want: tuple[str, ...]) -> None
     missing = [c for c in want if c not in have]
     if missing:
         raise UsageError(f"{path}: missing column(s) {missing}; found {have}")
+    twice = [c for c in want if have.count(c) > 1]
+    if twice:
+        raise UsageError(f"{path}: column(s) {twice} appear more than once")
 
 
 def _name_column(message: str, names: list[str]) -> str:

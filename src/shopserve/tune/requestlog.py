@@ -57,12 +57,16 @@ def _arrow_batches(path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
+            file = pq.ParquetFile(path)
+            file.schema_arrow.names  # noqa: B018  column names that are not UTF-8 fail here
+            yield from file.iter_batches(batch_size=BATCH_ROWS)
         else:
             import pyarrow.csv as pcsv
 
-            yield from pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22))
-    except (pa.ArrowInvalid, OSError) as exc:
+            reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22))
+            reader.schema.names  # noqa: B018  a header that is not UTF-8 fails here
+            yield from reader
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a readable {fmt} request log: {exc}") from exc
 
 
@@ -97,12 +101,16 @@ def _columns(path: Path, batch: pa.RecordBatch | dict[str, Any], key_column: str
         if name not in names:
             raise InputError(f"{path}: no column {name!r} (choose one with {flag}); the log has "
                              f"{names}")
+        if names.count(name) > 1:
+            raise InputError(f"{path}: column {name!r} appears {names.count(name)} times")
     try:
         keys = pa.array(batch[key_column])
         stamps = pa.array(batch[time_column])
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InputError(f"{path}: rows from {first_row + 1}: mixed value types: {exc}") from exc
-    keys = pc.cast(keys, pa.string()) if keys.type != pa.null() else keys
+        keys = pc.cast(keys, pa.string()) if keys.type != pa.null() else keys
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+            OverflowError) as exc:
+        raise InputError(f"{path}: rows from {first_row + 1}: {key_column!r} and "
+                         f"{time_column!r} need plain values of one type: {exc}") from exc
     for name, empty in ((key_column, pc.fill_null(pc.equal(keys, ""), True)),
                         (time_column, pc.is_null(stamps))):
         if pc.any(empty).as_py():
