@@ -105,6 +105,14 @@ def parse_manifest(raw: bytes, limits: Limits) -> dict[str, Any]:
     if total > limits.max_total_bytes or len(files) + 2 > limits.max_members:
         raise BundleError(f"{MANIFEST}: declares {len(files)} files of {total} bytes, over the "
                           "limits, refused")
+    folders = {"/".join(rel.split("/")[:i]) for rel in files for i in range(1, rel.count("/") + 1)}
+    clash = sorted(folders & set(files))  # unpacking would fail half-way on such a bundle
+    if clash:
+        raise BundleError(f"{MANIFEST}: {clash[0]!r} is both a file and a folder", kind="usage")
+    wheel = data.get("shopserve_wheel")
+    if not isinstance(wheel, str) or wheel not in files:  # pip installs it: never from outside
+        raise BundleError(f"{MANIFEST}: 'shopserve_wheel' must name one of its files",
+                          kind="usage")
     return data
 
 
@@ -148,8 +156,12 @@ class _Pass:
 
     def _walk(self, tar: tarfile.TarFile) -> None:
         seen: set[str] = set()
+        total, most = 0, self.limits.max_total_bytes + self.limits.max_manifest_bytes + (1 << 16)
         for member in tar:
             rel = check_member(member, seen, self.limits)
+            total += member.size  # members the manifest does not list are read too
+            if total > most:
+                raise BundleError(f"members hold more than {most} bytes, over the limit, refused")
             handle = tar.extractfile(member)
             if handle is None:
                 raise BundleError(f"member {member.name!r} has no data")
