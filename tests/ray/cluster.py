@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +45,8 @@ class LocalRayCluster:
         self.workers = 0
 
     def _ray(self) -> str:
-        exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "ray"
+        # The `ray` script installed beside this interpreter (CI does not activate the venv).
+        exe = Path(sys.executable).with_name("ray")
         return str(exe) if exe.exists() else str(Path(shutil.which("ray") or "ray"))
 
     def _start(self, args: list[str]) -> None:
