@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shopserve.errors import DeadlineExceededError, InputError, OverloadedError
+from shopserve.serve.admission import AdmissionPolicy
 from shopserve.serve.batching import Batcher
 from shopserve.serve.cache import LruTtlCache
 from shopserve.serve.control import canary_verdict
@@ -91,3 +92,54 @@ def test_v2_binary_round_trip_including_bytes() -> None:
     inputs, wanted, _ = decode_request(request + body[head:], str(len(request)))
     np.testing.assert_array_equal(inputs["x"], x)
     assert list(inputs["w"]) == [b"red", b"shoes"] and wanted == {"": False}
+
+
+def test_an_idle_model_runs_a_lone_request_without_waiting_for_the_delay() -> None:
+    async def main() -> tuple[list[float], list[int]]:
+        admission = AdmissionPolicy(limit=64)
+        sizes: list[int] = []
+        b = Batcher(lambda ps: [2 * p for p in ps], max_batch_size=8, max_delay_s=0.5,
+                    queue_limit=20, on_batch=sizes.append, admission=admission)
+        took = []
+        for p in range(3):  # one client, one request at a time, as at concurrency 1
+            assert admission.admit()
+            start = time.monotonic()
+            assert await b.submit(p, 1, time.monotonic() + 5) == 2 * p
+            took.append(time.monotonic() - start)
+            admission.release()
+        return took, sizes
+
+    took, sizes = asyncio.run(main())
+    assert max(took) < 0.25, took  # the delay is 0.5 s: none of it was paid
+    assert sizes == [1, 1, 1]
+
+
+def test_rows_still_on_their_way_are_waited_for_and_batched() -> None:
+    async def main() -> tuple[list[int], float]:
+        admission = AdmissionPolicy(limit=64)
+        sizes: list[int] = []
+        b = Batcher(lambda ps: [2 * p for p in ps], max_batch_size=8, max_delay_s=0.5,
+                    queue_limit=20, on_batch=sizes.append, admission=admission)
+        for _ in range(5):  # five requests admitted; they reach the batcher one by one
+            assert admission.admit()
+
+        async def request(p: int) -> int:
+            await asyncio.sleep(0.01 * p)  # reading and parsing the body
+            return await b.submit(p, 1, time.monotonic() + 5)
+
+        start = time.monotonic()
+        results = await asyncio.gather(*(request(p) for p in range(5)))
+        assert results == [0, 2, 4, 6, 8]
+        return sizes, time.monotonic() - start
+
+    sizes, took = asyncio.run(main())
+    assert sizes == [5]  # one batch: it waited while admitted requests were still arriving
+    assert took < 0.4  # and ran as soon as the last of them arrived, not after the delay
+
+
+def test_admission_refuses_past_its_limit_until_a_slot_is_released() -> None:
+    admission = AdmissionPolicy(limit=2)
+    assert admission.admit() and admission.admit()
+    assert not admission.admit() and admission.in_flight == 2
+    admission.release()
+    assert admission.admit()

@@ -32,12 +32,13 @@ def search_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SearchP
 @pytest.fixture(scope="module")
 def server(search_home: tuple[Path, SearchPipeline],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # search-slow: the same version, with a batching delay far longer than the deadline it
-    # is asked for, so its encoder never answers in time and BM25 answers instead
+    # search-slow: the same version with a deadline shorter than one trip through the event
+    # loop (an idle model runs a lone request at once, so a batching delay no longer makes
+    # it late): its encoder never answers in time and BM25 answers instead
     spec = {"home": str(search_home[0]), "replicas": 1,
             "models": [{"ref": "search@1", "cache": False},
                        {"ref": "search@1", "name": "search-slow", "cache": False,
-                        "timeout_ms": 50, "batching": {"max_queue_delay_ms": 500},
+                        "timeout_ms": 0.001,
                         "fallback": {"bm25": True, "last_good": False}}]}
     with ShopserveProcess.from_spec(spec, tmp_path_factory.mktemp("search")) as proc:
         yield proc.url

@@ -1,7 +1,9 @@
 """Dynamic batching: requests for one model wait briefly to be run together in one call.
 
-Bounded: when the rows waiting pass the queue limit a request is refused at once (429), and a
-request whose deadline passes while it waits is failed without running.
+Adaptive: a batch waits up to the delay for more rows only while more are on their way (an
+admitted request not yet in a batcher); an idle model runs a lone request at once. Bounded:
+when the rows waiting pass the queue limit a request is refused at once (429), and a request
+whose deadline passes while it waits is failed without running.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shopserve.errors import DeadlineExceededError, InputError, OverloadedError
+
+if TYPE_CHECKING:
+    from shopserve.serve.admission import AdmissionPolicy
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -35,8 +40,11 @@ class Batcher(Generic[P, R]):
     def __init__(self, run_batch: Callable[[list[P]], list[R]], max_batch_size: int,
                  max_delay_s: float, queue_limit: int,
                  on_batch: Callable[[int], None] | None = None, inline: bool = True,
-                 on_wait: Callable[[float], None] | None = None) -> None:
+                 on_wait: Callable[[float], None] | None = None,
+                 admission: AdmissionPolicy | None = None) -> None:
         self.run_batch = run_batch
+        # the replica's in-flight counts; without them every batch waits up to the delay
+        self.admission = admission
         self.on_wait = on_wait  # seconds the oldest request of each batch waited
         self.inline = inline
         self.max_batch_size = max_batch_size
@@ -61,9 +69,13 @@ class Batcher(Generic[P, R]):
         future: asyncio.Future[R] = loop.create_future()
         self.waiting += size
         self._items.append(_Item(payload, size, deadline, future, time.monotonic()))
+        admission = self.admission
+        if admission is not None:
+            admission.queued += 1
         wake = self._wake
         if wake is not None and not wake.done() and (
-                len(self._items) == 1 or self.waiting >= self.max_batch_size):
+                len(self._items) == 1 or self.waiting >= self.max_batch_size
+                or not self._more_coming()):
             wake.set_result(None)
         # a timer instead of wait_for: no extra task per request
         timer = loop.call_at(loop.time() + max(deadline - time.monotonic(), 0.0), _expire,
@@ -72,6 +84,11 @@ class Batcher(Generic[P, R]):
             return await future
         finally:
             timer.cancel()
+            if admission is not None:
+                admission.queued -= 1
+
+    def _more_coming(self) -> bool:
+        return self.admission is None or self.admission.more_coming()
 
     async def _sleep(self, timeout: float | None) -> None:
         """Until a request arrives (or the batch is full), or ``timeout`` seconds pass."""
@@ -88,7 +105,9 @@ class Batcher(Generic[P, R]):
     async def _collect(self) -> tuple[list[_Item[P, R]], int]:
         while not self._items:
             await self._sleep(None)
-        if self.max_delay_s > 0 and self.waiting < self.max_batch_size:
+        # wait for more rows only when more are on their way: at concurrency 1 the lone
+        # request runs at once instead of paying the delay
+        if self.max_delay_s > 0 and self.waiting < self.max_batch_size and self._more_coming():
             await self._sleep(self.max_delay_s)
         batch: list[_Item[P, R]] = []
         rows = 0
@@ -110,7 +129,9 @@ class Batcher(Generic[P, R]):
             for item in batch:
                 if item.deadline <= now or item.future.done():
                     if not item.future.done():
-                        item.future.set_exception(DeadlineExceededError("deadline passed in queue"))
+                        item.future.set_exception(DeadlineExceededError(
+                            "the request's deadline passed while it waited in the queue",
+                            retry_after_s=0.1))
                 else:
                     live.append(item)
             if live and self.inline:

@@ -25,6 +25,7 @@ from shopserve.errors import (
 from shopserve.registry import Registry
 from shopserve.runtime.onnx import Device, SessionSettings
 from shopserve.serve import metrics
+from shopserve.serve.admission import AdmissionPolicy
 from shopserve.serve.backends import ServedModel
 from shopserve.serve.cache import LruTtlCache, RedisCache, cache_key
 from shopserve.serve.endpoints import Endpoint, VersionRunner
@@ -49,9 +50,12 @@ class Answer:
 class DataPlane:
     """Every endpoint of a deployment, loaded and warmed in this process."""
 
-    def __init__(self, spec: DeploymentSpec, endpoints: dict[str, Endpoint]) -> None:
+    def __init__(self, spec: DeploymentSpec, endpoints: dict[str, Endpoint],
+                 admission: AdmissionPolicy | None = None) -> None:
         self.spec = spec
         self.endpoints = endpoints
+        # in-flight requests of this replica: the HTTP entry admits, the batchers read it
+        self.admission = admission or AdmissionPolicy(spec.in_flight_limit)
         self.lru = LruTtlCache(spec.cache.size, spec.cache.ttl_s)
         self.last_good = LruTtlCache(max(spec.cache.size, 1000), spec.cache.ttl_s)
         self.redis: RedisCache | None = None
@@ -67,14 +71,16 @@ class DataPlane:
         settings = SessionSettings(device=Device(spec.server.device),
                                    intra_op_threads=spec.server.threads)
         endpoints: dict[str, Endpoint] = {}
+        admission = AdmissionPolicy(spec.in_flight_limit)
         for m in spec.models:
             def runner(ref: str, m: ModelSpec = m) -> VersionRunner:
-                return VersionRunner(m.endpoint, ServedModel.load(registry, ref, settings), m)
+                return VersionRunner(m.endpoint, ServedModel.load(registry, ref, settings), m,
+                                     admission)
             stable = runner((refs or {}).get(m.endpoint, m.ref))
             endpoints[m.endpoint] = Endpoint(
                 m, stable, runner(m.canary.ref) if m.canary else None,
                 runner(m.shadow.ref) if m.shadow else None)
-        return cls(spec, endpoints)
+        return cls(spec, endpoints, admission)
 
     def warm_up(self) -> None:
         for endpoint in self.endpoints.values():
@@ -118,7 +124,7 @@ class DataPlane:
             raise  # the client's mistake or back-pressure: no fallback hides it
         except Exception as exc:  # deadline passed or the model failed: answer degraded
             reason = "deadline" if isinstance(exc, DeadlineExceededError) else "model_error"
-            metrics.REJECTED.labels(model, reason).inc()
+            metrics.rejected(model, reason).inc()
             fallback = self._fallback(endpoint, op, payload, key)
             if fallback is None:
                 raise
@@ -194,7 +200,7 @@ class DataPlane:
             source = ("popular", [{"product_id": p, "score": 0.0, "title": ""}
                                   for p in spec.popular[:k]])
         if source is not None:
-            metrics.FALLBACKS.labels(endpoint.name, source[0]).inc()
+            metrics.fallbacks(endpoint.name, source[0]).inc()
         return source
 
     def _mirror(self, endpoint: Endpoint, op: str, payload: Any, size: int, result: Any) -> None:
@@ -207,11 +213,11 @@ class DataPlane:
             try:
                 theirs = await shadow.batchers[op].submit(payload, size, time.monotonic() + 5)
             except Exception:  # shadow failures are counted, never seen by the caller
-                metrics.SHADOW.labels(endpoint.name, "error").inc()
+                metrics.shadow(endpoint.name, "error").inc()
                 return
             same = theirs == result if op != "rank" else bool(
                 np.allclose(theirs, result, atol=1e-3))
-            metrics.SHADOW.labels(endpoint.name, "same" if same else "different").inc()
+            metrics.shadow(endpoint.name, "same" if same else "different").inc()
 
         self._spawn(compare())
 

@@ -15,7 +15,9 @@ import numpy as np
 
 from shopserve.errors import UsageError
 from shopserve.monitor import metrics as monitor_metrics
+from shopserve.monitor.buffer import release
 from shopserve.serve import metrics
+from shopserve.serve.admission import AdmissionPolicy
 from shopserve.serve.backends import ServedModel
 from shopserve.serve.batching import Batcher
 from shopserve.serve.spec import ModelSpec
@@ -28,24 +30,26 @@ OP_KIND = {"rank": ModelKind.RANK, "search": ModelKind.SEARCH, "recommend": Mode
 class VersionRunner:
     """A loaded version with one batcher per operation it supports."""
 
-    def __init__(self, endpoint: str, model: ServedModel, spec: ModelSpec) -> None:
+    def __init__(self, endpoint: str, model: ServedModel, spec: ModelSpec,
+                 admission: AdmissionPolicy | None = None) -> None:
         self.endpoint = endpoint
         self.model = model
         self.batchers: dict[str, Batcher[Any, Any]] = {}
         version = str(model.version)
-        hist = metrics.BATCH_SIZE.labels(endpoint, version)
-        self._calls = metrics.VERSION_CALLS.labels(endpoint, version)
-        self._errors = metrics.VERSION_ERRORS.labels(endpoint, version)
-        self._seconds = metrics.VERSION_SECONDS.labels(endpoint, version)
-        self._score_sum = metrics.SCORES.labels(endpoint, version)
-        self._scored = metrics.SCORED.labels(endpoint, version)
-        self._model_seconds = monitor_metrics.MODEL_DURATION.labels(endpoint, version)
-        waited = monitor_metrics.QUEUE_WAIT.labels(endpoint, version)
+        # counted in the process, flushed to /metrics about once a second
+        self._hist = hist = metrics.batch_size(endpoint, version)
+        self._calls = metrics.version_counter(metrics.VERSION_CALLS, endpoint, version)
+        self._errors = metrics.version_counter(metrics.VERSION_ERRORS, endpoint, version)
+        self._seconds = metrics.version_counter(metrics.VERSION_SECONDS, endpoint, version)
+        self._score_sum = metrics.version_counter(metrics.SCORES, endpoint, version)
+        self._scored = metrics.version_counter(metrics.SCORED, endpoint, version)
+        self._model_seconds = monitor_metrics.model_duration(endpoint, version)
+        self._waited = waited = monitor_metrics.queue_wait(endpoint, version)
         for op, run in self._ops().items():
             self.batchers[op] = Batcher(
                 self._timed(run), spec.batching.max_batch_size,
                 spec.batching.max_queue_delay_ms / 1000, spec.queue_limit, hist.observe,
-                inline=not spec.batching.threaded, on_wait=waited.observe)
+                inline=not spec.batching.threaded, on_wait=waited.observe, admission=admission)
 
     def _ops(self) -> dict[str, Callable[[list[Any]], list[Any]]]:
         ops: dict[str, Callable[[list[Any]], list[Any]]] = {"infer": self._infer}
@@ -116,6 +120,8 @@ class VersionRunner:
     def close(self) -> None:
         for batcher in self.batchers.values():
             batcher.close()
+        release(self._hist, self._waited, self._calls, self._errors, self._seconds,
+                self._score_sum, self._scored, self._model_seconds)
 
 
 class Endpoint:

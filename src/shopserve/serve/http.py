@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from shopserve.errors import InputError, PayloadTooLargeError, ShopserveError, UnavailableError
 from shopserve.monitor import requests as request_monitor
 from shopserve.serve.access import AccessPolicy
+from shopserve.serve.admission import ADMITTED_PREFIXES, AdmissionPolicy
 from shopserve.serve.dataplane import DataPlane
 
 log = logging.getLogger("shopserve.serve")
@@ -88,7 +89,7 @@ def guarded(route: str, handler: Handler) -> Handler:
     async def run(request: Request) -> Response:
         start = time.perf_counter()
         model = request.path_params.get("name", "")
-        record = request_monitor.begin(request.headers)  # X-Request-ID, in every log line
+        record = request_monitor.begin(request.scope["headers"])  # X-Request-ID, in log lines
         try:
             response = await handler(request)
         except ShopserveError as exc:
@@ -206,8 +207,22 @@ class ServingApp(Starlette):
 
     fast: dict[str, Handler]
     access: AccessPolicy
+    admission: AdmissionPolicy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(ADMITTED_PREFIXES):
+            await self._serve(scope, receive, send)
+            return
+        admission = self.admission
+        if not admission.admit():  # before the body is read: an overloaded replica sheds fast
+            await admission.refuse(scope["path"], send)
+            return
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            admission.release()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.access.active:
             try:
                 self.access.check(scope)
@@ -230,4 +245,5 @@ def build_app(plane: DataPlane, extra_routes: list[Route]) -> Starlette:
                      exception_handlers={404: not_found, 405: not_found})
     app.fast = {r.path: r.endpoint for r in domain}
     app.access = AccessPolicy(plane.spec.server)
+    app.admission = plane.admission
     return app

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +16,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from shopserve.monitor.buffer import BufferedCounter, BufferedHistogram, flush
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -41,12 +42,40 @@ RESTARTS = Counter("shopserve_replica_restarts", "Replicas restarted by the supe
 
 
 @functools.cache
-def cache_result(layer: str, result: str) -> Any:
-    return CACHE.labels(layer, result)
+def cache_result(layer: str, result: str) -> BufferedCounter:
+    return BufferedCounter(CACHE.labels(layer, result))
+
+
+@functools.cache
+def rejected(model: str, reason: str) -> BufferedCounter:
+    return BufferedCounter(REJECTED.labels(model, reason))
+
+
+@functools.cache
+def fallbacks(model: str, source: str) -> BufferedCounter:
+    return BufferedCounter(FALLBACKS.labels(model, source))
+
+
+@functools.cache
+def shadow(model: str, result: str) -> BufferedCounter:
+    return BufferedCounter(SHADOW.labels(model, result))
+
+
+def batch_size(model: str, version: str) -> BufferedHistogram:
+    return BufferedHistogram(BATCH_SIZE.labels(model, version), BATCH_BUCKETS)
+
+
+def version_counter(counter: Counter, model: str, version: str) -> BufferedCounter:
+    return BufferedCounter(counter.labels(model, version))
 
 
 def render() -> bytes:
-    """The metrics of every process of this deployment, in Prometheus text format."""
+    """The metrics of every process of this deployment, in Prometheus text format.
+
+    This process's buffered counts are flushed first; other replicas' are at most about a
+    second old (``shopserve.monitor.buffer``).
+    """
+    flush()
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

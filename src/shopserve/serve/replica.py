@@ -32,6 +32,7 @@ log = logging.getLogger("shopserve.serve.replica")
 
 
 def make_app(plane: DataPlane, state_path: Path | None) -> Starlette:
+    from shopserve.monitor.buffer import flush, flush_periodically
     from shopserve.monitor.web import monitor_routes, running
 
     run_dir = state_path.parent if state_path else Path(tempfile.mkdtemp(prefix="shopserve-"))
@@ -41,11 +42,15 @@ def make_app(plane: DataPlane, state_path: Path | None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(_watch(plane, state_path))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(_watch(plane, state_path))
+        flusher = loop.create_task(flush_periodically())  # buffered metrics to /metrics
         async with running(monitor):
             yield
         task.cancel()
+        flusher.cancel()
         await plane.close()
+        flush()  # the last counts of a draining replica
 
     app.router.lifespan_context = lifespan
     return app

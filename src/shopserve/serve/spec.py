@@ -142,6 +142,9 @@ class ServerSpec(_Spec):
     admin_port: int | None = Field(default=None, ge=0, le=65535)
     data_token: str | None = None  # inference and metrics need it when set; probes never do
     rate_limit: RateLimitSpec | None = None
+    # inference requests in flight per replica; the next gets 429 + Retry-After before its
+    # body is read. Default: 2 x the largest max_batch_size (DeploymentSpec.in_flight_limit)
+    max_in_flight: int | None = Field(default=None, ge=1, le=100_000)
     tls_cert: Path | None = None  # PEM files; both or neither
     tls_key: Path | None = None
 
@@ -181,6 +184,15 @@ class DeploymentSpec(_Spec):
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {dupes}")
         return self
+
+    @property
+    def in_flight_limit(self) -> int:
+        """``server.max_in_flight``, or two full batches of the largest model (at least 16):
+        enough to keep the model busy while the next batch is read, little enough that an
+        admitted request waits for at most about two batches."""
+        if self.server.max_in_flight is not None:
+            return self.server.max_in_flight
+        return max(16, 2 * max(m.batching.max_batch_size for m in self.models))
 
     def model(self, name: str) -> ModelSpec:
         for spec in self.models:
