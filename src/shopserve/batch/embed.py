@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from shopserve.batch.chunk_plans import plan_parquet
 from shopserve.batch.job import BatchSummary, file_sizes, resolve_model
 from shopserve.batch.predictors import PredictorSource
 from shopserve.batch.runner import RunResult, RunSettings, run_parts
@@ -134,7 +135,9 @@ def run_embed(spec: EmbedJobSpec, stream: TextIO | None = None) -> BatchSummary:
                      "input": inputs.fingerprint(), "batch_size": spec.batch_size,
                      "title_tokens": spec.title_tokens, "output": str(spec.output)})
     result = run_parts(settings, scorer_source, lambda: inputs.chunks(spec.batch_size, types),
-                       stream, scorer=scorer if spec.workers == 1 else None)
+                       stream, scorer=scorer if spec.workers == 1 else None,
+                       plan=plan_parquet(inputs, spec.batch_size, types) if spec.workers > 1
+                       else None)
     if result.rows == 0:
         raise UsageError(f"{spec.catalog}: no product could be embedded (see "
                          f"{result.errors_path}); nothing was registered")

@@ -17,6 +17,7 @@ import orjson
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from shopserve.batch.chunk_plans import plan_parquet
 from shopserve.batch.metrics import batch_metrics
 from shopserve.batch.predictors import PredictorSource
 from shopserve.batch.runner import RunResult, RunSettings, run_parts, work_paths
@@ -132,7 +133,9 @@ def run_predict(spec: PredictJobSpec, stream: TextIO | None = None) -> BatchSumm
                      "columns": list(types), "output": str(spec.output)})
     result = run_parts(settings, PredictScorerSource(source, cols),
                        lambda: inputs.chunks(spec.batch_size, types), stream,
-                       scorer=PredictScorer(predictor, cols) if spec.workers == 1 else None)
+                       scorer=PredictScorer(predictor, cols) if spec.workers == 1 else None,
+                       plan=plan_parquet(inputs, spec.batch_size, types) if spec.workers > 1
+                       else None)
     metrics_path = work_paths(spec.output)[2]
     metrics = _metrics(spec, result, source, metrics_path)
     shutil.rmtree(result.work)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
+from shopserve.batch.chunk_plans import plan_parquet
 from shopserve.batch.job import BatchSummary, file_sizes, resolve_model
 from shopserve.batch.predictors import PredictorSource
 from shopserve.batch.runner import RunSettings, run_parts
@@ -138,7 +139,9 @@ def run_recommend(spec: RecommendJobSpec, stream: TextIO | None = None) -> Batch
         settings = _settings(spec, out_format, inputs.fmt, fingerprint, inputs.total_rows())
         result = run_parts(settings, scorer_source,
                            lambda: inputs.chunks(spec.batch_size, types), stream,
-                           scorer=scorer if spec.workers == 1 else None)
+                           scorer=scorer if spec.workers == 1 else None,
+                           plan=plan_parquet(inputs, spec.batch_size, types)
+                           if spec.workers > 1 else None)
     else:
         settings = _settings(spec, out_format, FileFormat.PARQUET, fingerprint,
                              len(scorer.known))

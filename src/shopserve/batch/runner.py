@@ -15,7 +15,9 @@ from typing import Any, TextIO
 
 import orjson
 
+from shopserve.batch.chunk_plans import ParquetPlan
 from shopserve.batch.engines import Engine, InlineEngine, ProcessEngine
+from shopserve.batch.pools import ReadingPoolEngine
 from shopserve.batch.progress import ProgressReporter
 from shopserve.batch.scoring import ChunkScorer, ScorerSource
 from shopserve.batch.sinks import atomic_write_bytes, done_parts, publish
@@ -81,40 +83,41 @@ def prepare_work(settings: RunSettings) -> Path:
 
 def run_parts(settings: RunSettings, source: ScorerSource,
               chunks: Callable[[], Iterator[Chunk]], stream: TextIO | None = None,
-              scorer: ChunkScorer | None = None) -> RunResult:
+              scorer: ChunkScorer | None = None, plan: ParquetPlan | None = None) -> RunResult:
     """Score every chunk not done yet into parts, then publish them as the output.
 
     ``scorer``, when the caller already built one, saves a second model load with one worker.
+    ``plan``, the same chunks located in a Parquet input, lets several workers read their own
+    rows; without it this process reads and sends each chunk to them.
     The work folder is left in place for the caller (metrics read the parts); remove it after.
     """
     started = time.monotonic()
     work = prepare_work(settings)
     already = done_parts(work)
-    engine: Engine = (InlineEngine(source, work, scorer) if settings.workers == 1
-                      else ProcessEngine(source, work, settings.workers))
     progress = ProgressReporter(settings.total_rows, stream=stream)
-    seen = {"count": 0, "resumed_rows": 0}
+    if plan is not None and settings.workers > 1:
+        count = len(plan.chunks)
+        for done in (c for c in plan.chunks if c.index in already):
+            progress.skip(done.rows)
+        left = [c for c in plan.chunks if c.index not in already]
+        pool = ReadingPoolEngine(source, work, min(settings.workers, len(left)), plan)
+        ready = _drive(pool, lambda: pool.run(left), progress)
+    else:
+        seen = {"count": 0}
 
-    def todo() -> Iterator[Chunk]:
-        for chunk in chunks():
-            seen["count"] = chunk.index + 1
-            if chunk.index in already:
-                progress.skip(chunk.batch.num_rows)
-                seen["resumed_rows"] += chunk.batch.num_rows
-                continue
-            yield chunk
+        def todo() -> Iterator[Chunk]:
+            for chunk in chunks():
+                seen["count"] = chunk.index + 1
+                if chunk.index in already:
+                    progress.skip(chunk.batch.num_rows)
+                    continue
+                yield chunk
 
-    try:
-        engine.start()
-        ready = time.monotonic()
-        progress.restart_clock()
-        for rows, bad in engine.run(todo()):
-            progress.advance(rows + bad, bad)
-        progress.finish()
-    finally:
-        engine.close()
+        engine: Engine = (InlineEngine(source, work, scorer) if settings.workers == 1
+                          else ProcessEngine(source, work, settings.workers))
+        ready = _drive(engine, lambda: engine.run(todo()), progress)
+        count = seen["count"]
     scored = time.monotonic()
-    count = seen["count"]
     if settings.output.exists():
         shutil.rmtree(settings.output) if settings.output.is_dir() else settings.output.unlink()
     errors_path = work_paths(settings.output)[1]
@@ -125,3 +128,18 @@ def run_parts(settings: RunSettings, source: ScorerSource,
                      scored_rows=progress.done - progress.resumed,
                      startup_seconds=ready - started, scoring_seconds=scored - ready,
                      publish_seconds=time.monotonic() - scored)
+
+
+def _drive(engine: Engine | ReadingPoolEngine, results: Callable[[], Iterator[tuple[int, int]]],
+           progress: ProgressReporter) -> float:
+    """Start ``engine``, count its finished chunks, close it; returns when it was ready."""
+    try:
+        engine.start()
+        ready = time.monotonic()
+        progress.restart_clock()
+        for rows, bad in results():
+            progress.advance(rows + bad, bad)
+        progress.finish()
+    finally:
+        engine.close()
+    return ready
