@@ -67,7 +67,8 @@ def _cast(name: str, column: pa.Array, target: pa.DataType, bad: dict[int, str])
     for i, value in enumerate(column.to_pylist()):
         try:
             values.append(pc.cast(pa.array([value]), target)[0].as_py())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError,
+                OverflowError):  # a uint64 over 2**63 has no Python-side type of its own
             bad.setdefault(i, f"column {name!r}: {value!r} is not a {target}")
             values.append(None)
     return pa.array(values, type=target)

@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from shopserve.batch.sources import FileFormat
+from shopserve.errors import UsageError
 
 ERRORS_KEY = b"shopserve.batch.errors"
 
@@ -74,6 +75,20 @@ def publish(work: Path, count: int, output: Path, fmt: FileFormat | None,
     None) and their bad rows into ``errors_path``; both atomic. Returns (rows, bad rows)."""
     tmp_errors = errors_path.with_name(f".{errors_path.name}.tmp-{os.getpid()}")
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        result = _publish_into(work, count, tmp, fmt, dir_format, tmp_errors)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        tmp_errors.unlink(missing_ok=True)
+        raise UsageError(f"{output}: the rows cannot be written as "
+                         f"{(fmt or dir_format).value}: {exc}") from exc
+    os.replace(tmp, output)
+    os.replace(tmp_errors, errors_path)
+    return result
+
+
+def _publish_into(work: Path, count: int, tmp: Path, fmt: FileFormat | None,
+                  dir_format: FileFormat, tmp_errors: Path) -> tuple[int, int]:
     bad = 0
     with tmp_errors.open("wb") as errors:
 
@@ -94,8 +109,6 @@ def publish(work: Path, count: int, output: Path, fmt: FileFormat | None,
             rows = _write_file(tmp, fmt, tables())
         errors.flush()
         os.fsync(errors.fileno())
-    os.replace(tmp, output)
-    os.replace(tmp_errors, errors_path)
     return rows, bad
 
 

@@ -107,6 +107,9 @@ def check_columns(inputs: InputSet, needed: list[str]) -> None:
         if missing:
             raise UsageError(f"{path}: missing column(s) {missing} needed by the model or "
                              f"the job; the file has {names}")
+        twice = [c for c in needed if names.count(c) > 1]
+        if twice:
+            raise UsageError(f"{path}: column(s) {twice} appear more than once")
 
 
 def _columns(path: Path, fmt: FileFormat) -> list[str]:
@@ -116,7 +119,7 @@ def _columns(path: Path, fmt: FileFormat) -> list[str]:
         if fmt is FileFormat.CSV:
             opts = pacsv.ReadOptions(block_size=1 << 16)
             return list(pacsv.open_csv(path, read_options=opts).schema.names)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not a readable {fmt.value} file: {exc}") from exc
     seen: dict[str, None] = {}
     with path.open("rb") as handle:
@@ -180,10 +183,20 @@ def _rows_to_batch(rows: list[dict[str, Any]], names: list[str]) -> pa.RecordBat
     for name in names:
         values = [row.get(name) for row in rows]
         try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            array = None
+        # objects (even empty ones, which Parquet parts cannot hold) are kept as text; a list of
+        # numbers stays a list, for models with 2-D inputs
+        if array is None or not _plain(array.type):
+            array = pa.array([None if v is None else str(v) for v in values], pa.string())
+        arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _plain(kind: pa.DataType) -> bool:
+    return not pa.types.is_nested(kind) or (
+        pa.types.is_list(kind) and not pa.types.is_nested(kind.value_type))
 
 
 def _rebatch(
