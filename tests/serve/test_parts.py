@@ -114,13 +114,13 @@ def test_an_idle_model_runs_a_lone_request_without_waiting_for_the_delay() -> No
     assert sizes == [1, 1, 1]
 
 
-def test_rows_still_on_their_way_are_waited_for_and_batched() -> None:
+def test_under_load_requests_wait_for_the_delay_and_are_batched() -> None:
     async def main() -> tuple[list[int], float]:
         admission = AdmissionPolicy(limit=64)
         sizes: list[int] = []
-        b = Batcher(lambda ps: [2 * p for p in ps], max_batch_size=8, max_delay_s=0.5,
+        b = Batcher(lambda ps: [2 * p for p in ps], max_batch_size=8, max_delay_s=0.2,
                     queue_limit=20, on_batch=sizes.append, admission=admission)
-        for _ in range(5):  # five requests admitted; they reach the batcher one by one
+        for _ in range(5):  # five requests in flight; they reach the batcher one by one
             assert admission.admit()
 
         async def request(p: int) -> int:
@@ -133,8 +133,8 @@ def test_rows_still_on_their_way_are_waited_for_and_batched() -> None:
         return sizes, time.monotonic() - start
 
     sizes, took = asyncio.run(main())
-    assert sizes == [5]  # one batch: it waited while admitted requests were still arriving
-    assert took < 0.4  # and ran as soon as the last of them arrived, not after the delay
+    assert sizes == [5]  # one model call: the first request waited for the others
+    assert took >= 0.2  # the delay's semantics under load are kept
 
 
 def test_admission_refuses_past_its_limit_until_a_slot_is_released() -> None:
