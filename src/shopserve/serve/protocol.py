@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shopserve.serve.admission import AdmissionPolicy
+
 
 def _refusal(status: bytes, message: str) -> bytes:
     body = orjson.dumps({"error": message, "type": "InputError"})
@@ -22,8 +24,12 @@ def _refusal(status: bytes, message: str) -> bytes:
             b"\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
 
 
-def deadline_protocol(request_timeout_s: float, max_head_bytes: int) -> type[HttpToolsProtocol]:
-    """A protocol class for ``uvicorn.Config(http=...)`` with these limits."""
+def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
+                      admission: AdmissionPolicy | None = None) -> type[HttpToolsProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` with these limits; with
+    ``admission``, a request past the replica's in-flight limit is refused (429) as soon as
+    its head is parsed, without an ASGI task (the app checks again, for the requests that
+    were admitted here while others took the last slots)."""
     late = _refusal(b"408 Request Timeout",
                     f"the request did not arrive whole within {request_timeout_s:g} s")
     large = _refusal(b"431 Request Header Fields Too Large",
@@ -61,6 +67,19 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int) -> type[Htt
         def on_header(self, name: bytes, value: bytes) -> None:
             self._count(len(name) + len(value))
             super().on_header(name, value)
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            path = cycle.scope["path"]
+            if admission is None or not admission.full(path):
+                super()._start_asgi_task(cycle, app)
+                return
+            # answered now; the body, if any, is discarded as it arrives (response_complete)
+            self.transport.write(admission.refusal(path, cycle.keep_alive))
+            cycle.response_started = cycle.response_complete = True
+            cycle.message_event.set()
+            if not cycle.keep_alive:
+                self.transport.close()
+            cycle.on_response()
 
         def on_message_complete(self) -> None:
             self._incomplete = False

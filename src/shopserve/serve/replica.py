@@ -88,7 +88,8 @@ def serve(spec: DeploymentSpec, sockets: list[socket.socket], state_path: Path |
     gc.set_threshold(20_000, 50, 100)  # requests make short-lived garbage; collect it in bulk
     config = uvicorn.Config(
         make_app(plane, state_path), loop="uvloop", access_log=False,
-        http=deadline_protocol(spec.server.request_timeout_s, spec.server.max_head_bytes),
+        http=deadline_protocol(spec.server.request_timeout_s, spec.server.max_head_bytes,
+                               plane.admission),
         log_level="warning", timeout_graceful_shutdown=int(spec.health.drain_timeout_s),
         timeout_keep_alive=spec.server.idle_timeout_s, backlog=2048, proxy_headers=False,
         server_header=False, ssl_certfile=spec.server.tls_cert, ssl_keyfile=spec.server.tls_key)
