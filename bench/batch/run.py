@@ -1,7 +1,8 @@
 """Batch predict speed and memory, measured in one run on this machine.
 
 ``speed``: rows/s of 1 and 2 workers against a tight ONNX Runtime loop over in-memory batches,
-with start-up (model load, worker spawn) timed apart from the steady state. Goals (issue 5): one
+with start-up (model load, worker spawn) timed apart from the steady state, and CPU-seconds per
+row with and without start-up (the job's process tree, sampled while it runs). Goals (issue 5): one
 worker >= 0.90x the loop; two workers >= 1.7x one worker. ``memory``: peak RSS of a real
 ``shopserve batch predict`` process tree streaming a generated input (goal: well under 2 GB
 for 10 million rows). Both print JSON, with the machine's load average, so that numbers from a
@@ -18,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -102,18 +104,51 @@ def tight_loop(model: Path, src: Path, batch_size: int) -> dict[str, float]:
             "seconds": seconds, "rows_per_cpu_s": len(x1) / cpu}
 
 
+class TreeCpuSampler:
+    """CPU seconds of this process and its live children, sampled with the number of finished
+    parts in a job's work folder: the steady state's CPU, without worker start-up."""
+
+    def __init__(self, work: Path, every_s: float = 0.05) -> None:
+        self.work, self.every_s = work, every_s
+        self.samples: list[tuple[int, float]] = []  # (parts, tree CPU seconds)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self.stop.wait(self.every_s):
+            try:
+                parts = len(list(self.work.glob("part-*.parquet"))) if self.work.exists() else 0
+                tree = [me, *me.children(recursive=True)]
+                self.samples.append((parts, sum(sum(p.cpu_times()[:2]) for p in tree)))
+            except (psutil.Error, OSError):
+                continue  # a worker ended, or the work folder went, while being read
+
+    def steady_rows_per_cpu_s(self, chunks: int, batch_size: int) -> float:
+        """Rows per CPU-second from the first finished part to the last sample before the end."""
+        seen = [s for s in self.samples if 1 <= s[0] < chunks]
+        if len(seen) < 2 or seen[-1][0] == seen[0][0]:
+            return float("nan")
+        return (seen[-1][0] - seen[0][0]) * batch_size / (seen[-1][1] - seen[0][1])
+
+
 def job(model: Path, src: Path, out: Path, workers: int, batch_size: int) -> dict[str, float]:
     spec = PredictJobSpec(model=str(model), input=src, output=out, workers=workers,
                           batch_size=batch_size, id_column="id", overwrite=True)
+    sampler = TreeCpuSampler(out.with_name(f".{out.name}.batch-work"))
     cpu = cpu_seconds()
+    sampler.thread.start()
     with open(os.devnull, "w") as quiet:
         summary: BatchSummary = run_predict(spec, stream=quiet)
+    sampler.stop.set()
+    sampler.thread.join()
     cpu = cpu_seconds() - cpu
     return {"rows_per_s": summary.rows / summary.seconds,
             "steady_rows_per_s": summary.scored_rows / summary.scoring_seconds,
             "startup_s": summary.startup_seconds, "scoring_s": summary.scoring_seconds,
             "publish_s": summary.publish_seconds, "seconds": summary.seconds,
-            "rows_per_cpu_s": summary.rows / cpu}
+            "rows_per_cpu_s": summary.rows / cpu,
+            "steady_rows_per_cpu_s": sampler.steady_rows_per_cpu_s(summary.chunks, batch_size)}
 
 
 def machine() -> dict[str, Any]:
@@ -155,6 +190,11 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                                                        / loop["rows_per_cpu_s"], 3),
                            "two_vs_one_worker": round(two["rows_per_cpu_s"]
                                                       / one["rows_per_cpu_s"], 3)},
+        "per_cpu_second_steady": {
+            "one_worker_vs_loop": round(one["steady_rows_per_cpu_s"]
+                                        / loop["rows_per_cpu_s"], 3),
+            "two_vs_one_worker": round(two["steady_rows_per_cpu_s"]
+                                       / one["steady_rows_per_cpu_s"], 3)},
     }
 
 
