@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BODY = '{"customer":"c1","rows":[{"I1":1.0,"I2":2.0,"I3":0.5,"C1":"a"}]}'
 HERE = Path(__file__).resolve()
@@ -27,7 +28,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def const_app():  # type: ignore[no-untyped-def]
+def const_app() -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response

@@ -77,7 +77,7 @@ def test_lru_ttl_cache_expires_and_evicts() -> None:
 def test_canary_verdicts(canary: dict[str, float], why: str | None) -> None:
     guard = GuardSpec(min_requests=5, max_error_rate=0.1, max_mean_latency_ms=20,
                       max_score_shift=0.2)
-    stable = {"calls": 100, "score": 50, "scored": 100}
+    stable: dict[str, float] = {"calls": 100, "score": 50, "scored": 100}
     verdict = canary_verdict(guard, stable, canary)
     assert (verdict is None) if why is None else (verdict is not None and why in verdict)
 
@@ -94,11 +94,15 @@ def test_v2_binary_round_trip_including_bytes() -> None:
     assert list(inputs["w"]) == [b"red", b"shoes"] and wanted == {"": False}
 
 
+def double(payloads: list[int]) -> list[int]:
+    return [2 * p for p in payloads]
+
+
 def test_an_idle_model_runs_a_lone_request_without_waiting_for_the_delay() -> None:
     async def main() -> tuple[list[float], list[int]]:
         admission = AdmissionPolicy(limit=64)
         sizes: list[int] = []
-        b = Batcher(lambda ps: [2 * p for p in ps], max_batch_size=8, max_delay_s=0.5,
+        b: Batcher[int, int] = Batcher(double, max_batch_size=8, max_delay_s=0.5,
                     queue_limit=20, on_batch=sizes.append, admission=admission)
         took = []
         for p in range(3):  # one client, one request at a time, as at concurrency 1
@@ -118,7 +122,7 @@ def test_under_load_requests_wait_for_the_delay_and_are_batched() -> None:
     async def main() -> tuple[list[int], float]:
         admission = AdmissionPolicy(limit=64)
         sizes: list[int] = []
-        b = Batcher(lambda ps: [2 * p for p in ps], max_batch_size=8, max_delay_s=0.2,
+        b: Batcher[int, int] = Batcher(double, max_batch_size=8, max_delay_s=0.2,
                     queue_limit=20, on_batch=sizes.append, admission=admission)
         for _ in range(5):  # five requests in flight; they reach the batcher one by one
             assert admission.admit()
