@@ -35,6 +35,7 @@ class ReadingPoolEngine:
     def __init__(self, source: ScorerSource, work: Path, workers: int, plan: ParquetPlan) -> None:
         self.source, self.work, self.workers, self.plan = source, work, workers, plan
         self.finished = False
+        self.checked = 0.0  # when the workers were last seen alive
         context = multiprocessing.get_context("spawn")
         self.tasks: Any = context.Queue()
         self.results: Any = context.Queue()
@@ -79,10 +80,13 @@ class ReadingPoolEngine:
 
     def _next(self, kind: str, deadline: float | None) -> tuple[Any, ...]:
         while True:
+            # Checked even while messages keep coming: the others' parts must not hide a death.
+            if time.monotonic() - self.checked >= POLL_S:
+                self._check_alive(kind, deadline)
+                self.checked = time.monotonic()
             try:
                 message: tuple[Any, ...] = self.results.get(timeout=POLL_S)
             except queue.Empty:
-                self._check_alive(kind, deadline)
                 continue
             if message[0] == "error":
                 raise message[1]
