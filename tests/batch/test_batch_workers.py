@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-from batch_helpers import make_rows
+from batch_helpers import SHOPSERVE, make_rows, run_cli
 
 from shopserve.batch import PredictJobSpec, run_predict
 from shopserve.batch.chunk_plans import SpanReader, plan_parquet, split_spans
@@ -64,3 +69,36 @@ def test_two_and_three_workers_write_the_bytes_of_one(tmp_path: Path, model: Pat
         outputs[workers] = (out.read_bytes(), summary.errors_path.read_bytes())
     assert outputs[2] == outputs[1] and outputs[3] == outputs[1]
     assert outputs[1][1].count(b"\n") == 9
+
+
+def test_a_killed_worker_stops_the_job_and_the_rerun_finishes_it(tmp_path: Path,
+                                                                   model: Path) -> None:
+    src = tmp_path / "in.parquet"
+    pq.write_table(make_rows(200_000, seed=5), src, row_group_size=30_000)
+    out, work = tmp_path / "out.parquet", tmp_path / ".out.parquet.batch-work"
+    args = ["batch", "predict", "--model", str(model), "--input", str(src), "--output", str(out),
+            "--batch-size", "500", "--id-column", "id", "--workers", "2"]
+    job = subprocess.Popen([SHOPSERVE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(work.glob("part-*.parquet"))) < 5:
+            assert job.poll() is None, "the job ended before a worker could be killed"
+            assert time.monotonic() < deadline, "the job wrote no parts in time"
+            time.sleep(0.01)
+        victim = next(p for p in psutil.Process(job.pid).children()
+                      if "resource_tracker" not in " ".join(p.cmdline()))
+        victim.kill()
+        _, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(timeout=30)
+    assert job.returncode == 1 and f"batch worker {victim.pid} ended" in err
+    assert not out.exists() and 0 < len(list(work.glob("part-*.parquet"))) < 400
+
+    again = run_cli(*args, timeout=240)
+    assert again.returncode == 0, again.stderr
+    reference = tmp_path / "reference.parquet"
+    assert run_cli(*args[:7], str(reference), *args[8:-1], "1").returncode == 0  # one worker
+    assert out.read_bytes() == reference.read_bytes()
