@@ -3,6 +3,7 @@ what Ray's recovery did (replicas replaced, where they went, how long it took)."
 
 from __future__ import annotations
 
+import abc
 import time
 from collections import Counter
 from typing import Any
@@ -34,8 +35,9 @@ class _RayRecoveryFault(Fault):
         self._inject()
         self.detail["injected_at"] = time.monotonic()
 
+    @abc.abstractmethod
     def _inject(self) -> None:
-        raise NotImplementedError
+        """Take the replicas or node down; ``undo`` then waits for Ray to recover."""
 
     def undo(self, ctx: FaultContext | None) -> None:
         """Wait for Ray to bring every deployment back to its replica count; record how."""
