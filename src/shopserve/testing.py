@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,6 +27,26 @@ from typing import Any
 import yaml
 
 READY = re.compile(r"shopserve ready at (https?://\S+)")
+
+LINEAR_WEIGHTS = (0.5, -1.0, 2.0, 0.25)
+
+
+def linear_onnx(path: Path, weights: Sequence[float] = LINEAR_WEIGHTS) -> Path:
+    """Write ``y = x @ w`` for ``x: float32[batch, 4]``: a model small enough to make in a test."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 1], [float(v) for v in weights])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [-1])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+         helper.make_node("Reshape", ["xw", "shape"], ["y"])],
+        "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])], [w, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from conftest import run_cli
 
 from shopserve.bundle import read_manifest
 from shopserve.registry import Registry
-from shopserve.testing import free_port
+from shopserve.testing import free_port, linear_onnx
 from shopserve.types import ModelKind
 
 pytestmark = pytest.mark.slow
@@ -29,29 +29,12 @@ DEPLOY = "models:\n  - ref: search@production\n  - ref: ranker@production\nrepli
 INFER = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}
 
 
-def linear_onnx(path: Path, scale: float) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 1], [0.5 * scale, -1.0, 2.0, 0.25])
-    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [-1])
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["xw"]),
-         helper.make_node("Reshape", ["xw", "shape"], ["y"])],
-        "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])], [w, shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("bundle-shop")
     reg = Registry.open(work / "home")
     for name in ("search", "ranker"):
-        mv = reg.register(name, {"model.onnx": linear_onnx(work / f"{name}.onnx", 1.0)},
+        mv = reg.register(name, {"model.onnx": linear_onnx(work / f"{name}.onnx")},
                           ModelKind.GENERIC)
         reg.promote(mv.ref, "production")
     (work / "deploy.yaml").write_text(DEPLOY)
@@ -175,8 +158,8 @@ def test_install_script_needs_only_python(bundle: Path, netns: str, tmp_path: Pa
 def test_diff_after_a_new_model_version(bundle: Path, shop: Path, local_wheels: Path,
                                         request: pytest.FixtureRequest) -> None:
     reg = Registry.open(shop / "home")
-    mv = reg.register("search", {"model.onnx": linear_onnx(shop / "search2.onnx", 2.0)},
-                      ModelKind.GENERIC)
+    changed = linear_onnx(shop / "search2.onnx", (1.0, -1.0, 2.0, 0.25))
+    mv = reg.register("search", {"model.onnx": changed}, ModelKind.GENERIC)
     reg.promote(mv.ref, "production")
     cache = Path(request.config.cache.mkdir("shopserve-bundle-wheels"))
     result = build(shop, shop / "next.bundle.tar.gz", cache, local_wheels)

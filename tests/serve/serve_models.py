@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import onnx
 import pyarrow as pa
-from onnx import TensorProto, helper
 
-WEIGHTS = np.array([0.5, -1.0, 2.0, 0.25], dtype=np.float32)
+from shopserve.testing import LINEAR_WEIGHTS, linear_onnx
 
+__all__ = ["WEIGHTS", "click_table", "linear_onnx"]
 
-def linear_onnx(path: Path, weights: np.ndarray = WEIGHTS) -> Path:
-    """y = x @ w for x: float32[batch, 4]: a generic model small enough to make in a test."""
-    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 1], weights.tolist())
-    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [-1])
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["xw"]),
-         helper.make_node("Reshape", ["xw", "shape"], ["y"])],
-        "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])], [w, shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+WEIGHTS = np.array(LINEAR_WEIGHTS, dtype=np.float32)
 
 
 def click_table(rows: int = 400, seed: int = 0) -> pa.Table:
