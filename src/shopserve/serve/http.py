@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -31,6 +31,8 @@ MAX_ROWS = 1000
 MAX_QUERY_CHARS = 1000
 MAX_K = 1000
 Handler = Callable[[Request], Awaitable[Response]]
+BodyHandler = Callable[[dict[str, Any]], Awaitable[Response]]
+T = TypeVar("T")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -74,7 +76,10 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    body = await read_body(request, limit)
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -84,23 +89,29 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
+async def answer_guarded(route: str, model: str, headers: list[tuple[bytes, bytes]],
+                         handler: Callable[[T], Awaitable[Response]], arg: T) -> Response:
+    """``handler(arg)``'s response, errors made responses, counted and timed by route; a bug
+    is a 500 that never kills the replica."""
+    start = time.perf_counter()
+    record = request_monitor.begin(headers)  # X-Request-ID, in log lines
+    try:
+        response = await handler(arg)
+    except ShopserveError as exc:
+        response = error_response(exc)
+    except Exception:
+        log.exception("unexpected error on %s", route)
+        response = json_response({"error": "internal error; see the replica log",
+                                  "type": "InternalError"}, 500)
+    request_monitor.finish(record, route, model, response, time.perf_counter() - start)
+    return response
+
+
 def guarded(route: str, handler: Handler) -> Handler:
-    """Errors to responses, and latency by route; a bug is a 500 that never kills the replica."""
+    """A Starlette endpoint answered by ``answer_guarded``."""
     async def run(request: Request) -> Response:
-        start = time.perf_counter()
-        model = request.path_params.get("name", "")
-        record = request_monitor.begin(request.scope["headers"])  # X-Request-ID, in log lines
-        try:
-            response = await handler(request)
-        except ShopserveError as exc:
-            response = error_response(exc)
-        except Exception:
-            log.exception("unexpected error on %s", request.url.path)
-            response = json_response({"error": "internal error; see the replica log",
-                                      "type": "InternalError"}, 500)
-        request_monitor.finish(record, route, model, response,
-                               time.perf_counter() - start)
-        return response
+        return await answer_guarded(route, request.path_params.get("name", ""),
+                                    request.scope["headers"], handler, request)
     return run
 
 
@@ -124,8 +135,7 @@ class DomainRoutes:
             raise InputError("'model' must be a string")
         return name
 
-    async def rank(self, request: Request) -> Response:
-        data = await read_json(request, self.limit)
+    async def rank(self, data: dict[str, Any]) -> Response:
         rows = data.get("candidates")
         if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
             raise InputError("'candidates' must be a non-empty list of objects (feature rows)")
@@ -135,8 +145,7 @@ class DomainRoutes:
                                          _timeout(data))
         return json_response({**answer.envelope(), "scores": answer.result})
 
-    async def search(self, request: Request) -> Response:
-        data = await read_json(request, self.limit)
+    async def search(self, data: dict[str, Any]) -> Response:
         query = data.get("query")
         if not isinstance(query, str) or not query.strip():
             raise InputError("'query' must be a non-empty string")
@@ -149,8 +158,7 @@ class DomainRoutes:
         hits = [h for h in answer.result if h["product_id"] not in exclude][:k]
         return json_response({**answer.envelope(), "query": query, "hits": hits})
 
-    async def recommend(self, request: Request) -> Response:
-        data = await read_json(request, self.limit)
+    async def recommend(self, data: dict[str, Any]) -> Response:
         customer = data.get("customer")
         if customer is not None and not isinstance(customer, str):
             raise InputError("'customer' must be a string id or null")
@@ -161,9 +169,18 @@ class DomainRoutes:
         items = [h for h in answer.result if h["product_id"] not in exclude][:k]
         return json_response({**answer.envelope(), "customer": customer, "items": items})
 
+    def handlers(self) -> dict[str, BodyHandler]:
+        """Each operation's handler of a parsed request body, by path."""
+        return {f"/v1/{op}": getattr(self, op) for op in ("rank", "search", "recommend")}
+
     def routes(self) -> list[Route]:
-        return [Route(f"/v1/{op}", guarded(op, getattr(self, op)), methods=["POST"])
-                for op in ("rank", "search", "recommend")]
+        def from_request(parsed: BodyHandler) -> Handler:
+            async def run(request: Request) -> Response:
+                return await parsed(await read_json(request, self.limit))
+            return run
+
+        return [Route(path, guarded(path.removeprefix("/v1/"), from_request(parsed)),
+                      methods=["POST"]) for path, parsed in self.handlers().items()]
 
 
 def _k(data: dict[str, Any]) -> int:
@@ -206,6 +223,7 @@ class ServingApp(Starlette):
     """
 
     fast: dict[str, Handler]
+    lane: FastLane
     access: AccessPolicy
     admission: AdmissionPolicy
 
@@ -239,11 +257,39 @@ class ServingApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def build_app(plane: DataPlane, extra_routes: list[Route]) -> Starlette:
-    domain = DomainRoutes(plane).routes()
-    app = ServingApp(routes=domain + extra_routes,
+class FastLane:
+    """The domain routes, answered by the HTTP protocol itself once a request's whole body
+    has arrived (``protocol.py``): no ASGI cycle, receive/send messages, Starlette request or
+    response writing on the path every page view takes. Requests the lane does not take
+    (chunked or large bodies, query strings, pipelined behind another request) go the ASGI way
+    to the same handlers, with the same answers."""
+
+    def __init__(self, domain: DomainRoutes, access: AccessPolicy) -> None:
+        self.limit = domain.limit
+        self.access = access
+        self.routes: dict[bytes, tuple[str, BodyHandler]] = {
+            path.encode(): (path.removeprefix("/v1/"), handler)
+            for path, handler in domain.handlers().items()}
+
+    async def answer(self, route: tuple[str, BodyHandler], scope: Scope,
+                     body: bytes) -> Response:
+        return await answer_guarded(route[0], "", scope["headers"], self._call,
+                                    (route[1], scope, body))
+
+    async def _call(self, args: tuple[BodyHandler, Scope, bytes]) -> Response:
+        handler, scope, body = args
+        if self.access.active:
+            self.access.check(scope)
+        return await handler(parse_json(body))
+
+
+def build_app(plane: DataPlane, extra_routes: list[Route]) -> ServingApp:
+    domain = DomainRoutes(plane)
+    routes = domain.routes()
+    app = ServingApp(routes=routes + extra_routes,
                      exception_handlers={404: not_found, 405: not_found})
-    app.fast = {r.path: r.endpoint for r in domain}
+    app.fast = {r.path: r.endpoint for r in routes}
     app.access = AccessPolicy(plane.spec.server)
     app.admission = plane.admission
+    app.lane = FastLane(domain, app.access)
     return app

@@ -1,21 +1,36 @@
-"""uvicorn's httptools protocol with deadlines and size limits for what clients send.
+"""uvicorn's httptools protocol with deadlines and size limits for what clients send, and the
+fast lane for the domain routes.
 
 uvicorn times out idle keep-alive connections only after a first response; a client that
 connects and sends nothing, or sends its head or body a byte at a time, would hold its
 connection (and the request's memory) for ever. Here every request must arrive whole within
 ``request_timeout_s`` of its first byte (else 408 and close), a new connection must start a
 request within the keep-alive timeout, and a request head over ``max_head_bytes`` gets 431.
+
+The fast lane: a ``POST`` to a domain route (``/v1/rank`` ...) with a ``Content-Length`` body of
+at most 64 KiB, on a connection with no other request in progress, is read whole by the
+protocol and answered by ``FastLane`` (``http.py``), whose response is written to the socket in
+one call. That skips uvicorn's ASGI cycle (scope, receive and send messages, header checks per
+message) and Starlette's request and response writing, which cost more per one-row request
+than the model itself (docs/serving.md). Every other request takes the ASGI way.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from shopserve.serve.admission import AdmissionPolicy
+
+if TYPE_CHECKING:
+    from shopserve.serve.http import BodyHandler, FastLane
+
+log = logging.getLogger("shopserve.serve")
 
 
 def _refusal(status: bytes, message: str) -> bytes:
@@ -24,12 +39,41 @@ def _refusal(status: bytes, message: str) -> bytes:
             b"\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
 
 
+class _NoEvent:
+    def set(self) -> None:
+        pass
+
+
+class FastCycle:
+    """A request taken by the fast lane, with what uvicorn's protocol reads of a request cycle
+    (``connection_lost``, ``shutdown``, pipelining)."""
+
+    __slots__ = ("admitted", "body", "disconnected", "keep_alive", "response_complete",
+                 "response_started", "route", "scope")
+    message_event = _NoEvent()
+
+    def __init__(self, scope: Any, route: tuple[str, BodyHandler], keep_alive: bool) -> None:
+        self.scope, self.route, self.keep_alive = scope, route, keep_alive
+        self.body = b""
+        self.admitted = self.disconnected = self.response_started = False
+        self.response_complete = False
+
+
+_INTERNAL = orjson.dumps({"error": "internal error; see the replica log", "type": "InternalError"})
+INTERNAL = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_INTERNAL), _INTERNAL))
+
+
 def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
-                      admission: AdmissionPolicy | None = None) -> type[HttpToolsProtocol]:
+                      admission: AdmissionPolicy | None = None,
+                      lane: FastLane | None = None) -> type[HttpToolsProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` with these limits; with
     ``admission``, a request past the replica's in-flight limit is refused (429) as soon as
     its head is parsed, without an ASGI task (the app checks again, for the requests that
-    were admitted here while others took the last slots)."""
+    were admitted here while others took the last slots); with ``lane``, the domain routes
+    take the fast lane."""
+    fast_routes = lane.routes if lane is not None else {}
+    fast_limit = min(lane.limit, HIGH_WATER_LIMIT) if lane is not None else 0
     late = _refusal(b"408 Request Timeout",
                     f"the request did not arrive whole within {request_timeout_s:g} s")
     large = _refusal(b"431 Request Header Fields Too Large",
@@ -46,6 +90,91 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
             # idle until the first byte: the keep-alive timer, which data_received cancels
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+        def on_headers_complete(self) -> None:
+            route = fast_routes.get(self.url)
+            if route is None or not self._fast_ready():
+                super().on_headers_complete()
+                return
+            keep_alive = self.parser.should_keep_alive() and \
+                self.parser.get_http_version() == "1.1"
+            scope = self.scope
+            scope["method"], scope["path"] = "POST", self.url.decode("ascii")
+            cycle = FastCycle(scope, route, keep_alive)
+            self.cycle = cycle  # type: ignore[assignment]
+            # the slot is taken now, as on the ASGI way: a request whose body is still
+            # arriving is in flight (the task answering it, or connection_lost, releases it)
+            if admission is None or admission.admit():
+                cycle.admitted = True
+            else:
+                self._refuse_fast(cycle)
+
+        def _fast_ready(self) -> bool:
+            """Whether the request whose head was just read may take the fast lane."""
+            cycle: Any = self.cycle
+            if (cycle is not None and not cycle.response_complete) or \
+                    self.expect_100_continue or self.parser.get_method() != b"POST":
+                return False  # pipelined behind another request, or a 100-continue
+            length = -1
+            for name, value in self.headers:
+                if name == b"content-length":
+                    length = int(value) if value.isdigit() else -1
+                elif name == b"transfer-encoding" or name == b"upgrade":
+                    return False
+            return 0 <= length <= fast_limit
+
+        def _refuse_fast(self, cycle: FastCycle) -> None:
+            """The 429 now; the body is discarded as it arrives."""
+            assert admission is not None
+            self.transport.write(admission.refusal(cycle.scope["path"], cycle.keep_alive))
+            cycle.response_started = cycle.response_complete = True
+            if not cycle.keep_alive:
+                self.transport.close()
+            self.on_response_complete()
+
+        def on_body(self, body: bytes) -> None:
+            cycle: Any = self.cycle
+            if type(cycle) is not FastCycle:
+                super().on_body(body)
+            elif not cycle.response_complete:
+                cycle.body += body
+
+        def _answer_fast(self, cycle: FastCycle) -> None:
+            cycle.admitted = False  # the task releases the slot
+            task = self.loop.create_task(self._fast(cycle))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+
+        async def _fast(self, cycle: FastCycle) -> None:
+            assert lane is not None
+            try:
+                response = await lane.answer(cycle.route, cycle.scope, cycle.body)
+                head: list[Any] = [STATUS_LINE[response.status_code]]
+                for name, value in self.server_state.default_headers:
+                    head += (name, b": ", value, b"\r\n")
+                for name, value in response.raw_headers:
+                    head += (name, b": ", value, b"\r\n")
+                if not cycle.keep_alive:
+                    head.append(b"connection: close\r\n")
+                head += (b"\r\n", response.body)
+                payload = b"".join(head)
+            except Exception:  # answer_guarded makes errors responses; this is a bug here
+                log.exception("unexpected error writing a response")
+                payload, cycle.keep_alive = INTERNAL, False
+            finally:
+                if admission is not None:
+                    admission.release()
+            if cycle.disconnected:
+                return
+            if self.flow.write_paused:
+                await self.flow.drain()
+                if cycle.disconnected:
+                    return
+            self.transport.write(payload)
+            cycle.response_started = cycle.response_complete = True
+            if not cycle.keep_alive:
+                self.transport.close()
+            self.on_response_complete()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -84,10 +213,19 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
         def on_message_complete(self) -> None:
             self._incomplete = False
             self._cancel()
-            super().on_message_complete()
+            cycle: Any = self.cycle
+            if type(cycle) is not FastCycle:
+                super().on_message_complete()
+            elif not cycle.response_complete:
+                self._answer_fast(cycle)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel()
+            cycle: Any = self.cycle
+            if type(cycle) is FastCycle and cycle.admitted:  # its body never arrived whole
+                cycle.admitted = False
+                if admission is not None:
+                    admission.release()
             super().connection_lost(exc)
 
         def _count(self, n: int) -> None:

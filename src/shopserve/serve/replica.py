@@ -22,7 +22,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from shopserve.serve.dataplane import DataPlane
-from shopserve.serve.http import build_app, guarded
+from shopserve.serve.http import ServingApp, build_app, guarded
 from shopserve.serve.protocol import deadline_protocol
 from shopserve.serve.routes import ProtocolRoutes
 from shopserve.serve.spec import DeploymentSpec
@@ -31,7 +31,7 @@ from shopserve.serve.state import ControlState
 log = logging.getLogger("shopserve.serve.replica")
 
 
-def make_app(plane: DataPlane, state_path: Path | None) -> Starlette:
+def make_app(plane: DataPlane, state_path: Path | None) -> ServingApp:
     from shopserve.monitor.buffer import flush, flush_periodically
     from shopserve.monitor.web import monitor_routes, running
 
@@ -86,10 +86,11 @@ def serve(spec: DeploymentSpec, sockets: list[socket.socket], state_path: Path |
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)  # requests make short-lived garbage; collect it in bulk
+    app = make_app(plane, state_path)
     config = uvicorn.Config(
-        make_app(plane, state_path), loop="uvloop", access_log=False,
+        app, loop="uvloop", access_log=False,
         http=deadline_protocol(spec.server.request_timeout_s, spec.server.max_head_bytes,
-                               plane.admission),
+                               plane.admission, app.lane),
         log_level="warning", timeout_graceful_shutdown=int(spec.health.drain_timeout_s),
         timeout_keep_alive=spec.server.idle_timeout_s, backlog=2048, proxy_headers=False,
         server_header=False, ssl_certfile=spec.server.tls_cert, ssl_keyfile=spec.server.tls_key)
