@@ -55,6 +55,50 @@ def test_batcher_refuses_past_its_queue_limit_and_deadlines() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("inline", [True, False])
+def test_requests_whose_deadline_passes_behind_a_slow_batch_fail_without_running(
+        inline: bool) -> None:
+    ran: list[list[int]] = []
+
+    def slow(payloads: list[int]) -> list[int]:
+        ran.append(list(payloads))
+        time.sleep(0.2)
+        return payloads
+
+    async def main() -> list[object]:
+        b = Batcher(slow, max_batch_size=1, max_delay_s=0.05, queue_limit=20, inline=inline)
+        now = time.monotonic()
+        first = asyncio.ensure_future(b.submit(1, 1, now + 5))
+        await asyncio.sleep(0.01)  # the first batch is running
+        rest = [b.submit(p, 1, now + 0.1) for p in (2, 3)] + [b.submit(4, 1, now + 5)]
+        started = time.monotonic()
+        out = await asyncio.gather(first, *rest, return_exceptions=True)
+        assert time.monotonic() - started < 1.0
+        return out
+
+    results = asyncio.run(main())
+    assert results[0] == 1 and results[3] == 4
+    assert all(isinstance(r, DeadlineExceededError) for r in results[1:3])
+    assert ran == [[1], [4]]  # the expired requests never reached the model
+
+
+def test_a_batch_never_waits_to_fill_past_a_waiting_request_deadline() -> None:
+    async def main() -> float:
+        # a replica under load (another request in flight) waits up to the delay to fill
+        admission = AdmissionPolicy(8)
+        admission.in_flight = 3
+        b = Batcher(lambda p: p, max_batch_size=8, max_delay_s=5.0, queue_limit=20,
+                    admission=admission)
+        started = time.monotonic()
+        try:  # run at its deadline, or failed at it: either way not after 5 s
+            assert await b.submit(1, 1, started + 0.1) == 1
+        except DeadlineExceededError:
+            pass
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 1.0
+
+
 def test_lru_ttl_cache_expires_and_evicts() -> None:
     cache = LruTtlCache(size=2, ttl_s=0.05)
     cache.put("a", 1)

@@ -4,6 +4,13 @@ Adaptive: a batch waits up to the delay for more rows only while other requests 
 in the replica (under load); a lone request on an idle replica runs at once. Bounded:
 when the rows waiting pass the queue limit a request is refused at once (429), and a request
 whose deadline passes while it waits is failed without running.
+
+Deadlines: when batches run on the event loop's thread (the default), no timer can fire while
+a model call runs, so a request's deadline is checked when batches are formed (every waiting
+request, after each batch) and bounds how long a batch waits to fill; a timer per request would
+cost more than the rest of the batcher's work for a one-row request and act no sooner. With a
+worker thread (``threaded``), each request has its own timer: it fails at its deadline even
+while its batch runs.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ class Batcher(Generic[P, R]):
         self.on_batch = on_batch
         self.waiting = 0  # rows queued, not yet running
         self._items: deque[_Item[P, R]] = deque()
+        self._earliest = float("inf")  # the earliest deadline of a waiting request, or later
         self._wake: asyncio.Future[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopserve-batch")
         self._task: asyncio.Task[None] | None = None
@@ -68,6 +76,8 @@ class Batcher(Generic[P, R]):
             self._task = loop.create_task(self._loop())
         future: asyncio.Future[R] = loop.create_future()
         self.waiting += size
+        if deadline < self._earliest:
+            self._earliest = deadline
         self._items.append(_Item(payload, size, deadline, future, time.monotonic()))
         admission = self.admission
         if admission is not None:
@@ -76,13 +86,15 @@ class Batcher(Generic[P, R]):
         if wake is not None and not wake.done() and (
                 len(self._items) == 1 or self.waiting >= self.max_batch_size):
             wake.set_result(None)
-        # a timer instead of wait_for: no extra task per request
-        timer = loop.call_at(loop.time() + max(deadline - time.monotonic(), 0.0), _expire,
-                             future)
+        # a timer instead of wait_for (no extra task per request), and only when the loop is
+        # free while batches run
+        timer = None if self.inline else loop.call_at(
+            loop.time() + max(deadline - time.monotonic(), 0.0), _expire, future)
         try:
             return await future
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             if admission is not None:
                 admission.queued -= 1
 
@@ -112,7 +124,10 @@ class Batcher(Generic[P, R]):
         # collects are still in the socket buffers, where no count can see them (measured:
         # cutting the wait short when every admitted request had arrived halved the mean batch)
         if self.max_delay_s > 0 and self.waiting < self.max_batch_size and self._under_load():
-            await self._sleep(self.max_delay_s)
+            delay = self.max_delay_s
+            if self.inline:  # never wait past a waiting request's deadline
+                delay = min(delay, max(self._earliest - time.monotonic(), 0.0))
+            await self._sleep(delay)
         batch: list[_Item[P, R]] = []
         rows = 0
         while self._items and (not batch or rows + self._items[0].size <= self.max_batch_size):
@@ -127,6 +142,8 @@ class Batcher(Generic[P, R]):
             batch, rows = await self._collect()
             self.waiting -= rows
             now = time.monotonic()
+            if self.inline and self._earliest <= now:
+                self._expire_waiting(now)
             if self.on_wait is not None:
                 self.on_wait(now - batch[0].enqueued)
             live = []
@@ -142,6 +159,19 @@ class Batcher(Generic[P, R]):
                 self._run(live, None)
             elif live:
                 await loop.run_in_executor(self._executor, self._run, live, loop)
+
+    def _expire_waiting(self, now: float) -> None:
+        """Fail the waiting requests whose deadline has passed (they never run)."""
+        keep: deque[_Item[P, R]] = deque()
+        earliest = float("inf")
+        for item in self._items:
+            if item.deadline <= now:
+                self.waiting -= item.size
+                _expire(item.future)
+            else:
+                keep.append(item)
+                earliest = min(earliest, item.deadline)
+        self._items, self._earliest = keep, earliest
 
     def _run(self, items: list[_Item[P, R]], loop: asyncio.AbstractEventLoop | None) -> None:
         """One model call; one bad request is retried alone so the others still pass.
