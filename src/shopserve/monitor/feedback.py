@@ -1,11 +1,10 @@
-"""Online quality from feedback: a durable (fsync'd, append-only) feedback log, the impressions
-each replica served, and their join into live CTR and NDCG per model version.
+"""Online quality from feedback: feedback events, and their join with the impressions each
+replica served into live CTR and NDCG per model version (the logs are in ``eventlogs.py``).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 
 from shopserve.errors import InputError
+from shopserve.monitor.eventlogs import FeedbackReader, ImpressionReader
 
 EVENTS = {"click": 1, "purchase": 2}  # graded relevance of an event, for NDCG
 NDCG_K = 10
@@ -44,43 +44,10 @@ class Feedback:
             raise InputError(f"'event' must be one of {sorted(EVENTS)}, got {event!r}")
         return cls(rid, pid, str(event))
 
-
-class FeedbackLog:
-    """Append-only JSON lines; each append is written and fsync'd before it returns."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._lock = threading.Lock()
-
-    def append(self, item: Feedback) -> None:
-        line = orjson.dumps({"ts": round(time.time(), 3), "request_id": item.request_id,
-                             "product_id": item.product_id, "event": item.event}) + b"\n"
-        with self._lock:
-            os.write(self._fd, line)  # one write with O_APPEND: lines never interleave
-            os.fsync(self._fd)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-class ImpressionLog:
-    """What this replica returned, by request id; buffered and flushed every moment."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{os.getpid()}-{int(time.time())}.jsonl"
-        self.buffer: list[bytes] = []
-
-    def record(self, request_id: str, model: str, version: int, products: list[str]) -> None:
-        self.buffer.append(orjson.dumps([request_id, model, version, products]) + b"\n")
-
-    def flush(self) -> None:
-        if self.buffer:
-            data, self.buffer = b"".join(self.buffer), []
-            with self.path.open("ab") as fh:
-                fh.write(data)
+    def line(self) -> bytes:
+        """The record as it is appended to the feedback log."""
+        return orjson.dumps({"ts": round(time.time(), 3), "request_id": self.request_id,
+                             "product_id": self.product_id, "event": self.event}) + b"\n"
 
 
 @dataclass
@@ -99,36 +66,17 @@ class VersionQuality:
                 "ndcg": round(ndcg, 6)}
 
 
-class _Tail:
-    """Complete new lines of a growing file, read from where the last call stopped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def lines(self) -> list[bytes]:
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        return data[:end].splitlines()
-
-
 class QualityTracker:
     """Joins feedback to impressions (any replica's) into CTR and NDCG@10 per model version."""
 
-    def __init__(self, feedback_path: Path, impressions_dir: Path) -> None:
-        self.feedback = _Tail(feedback_path)
-        self.impressions_dir = impressions_dir
-        self.tails: dict[Path, _Tail] = {}
+    def __init__(self, feedback_dir: Path, impressions_dir: Path) -> None:
+        self.feedback = FeedbackReader(feedback_dir)  # every retained segment, in order
+        self.impressions = ImpressionReader(impressions_dir)
         self.shown: dict[str, tuple[str, int, list[str]]] = {}
         self.counts: dict[tuple[str, int], int] = defaultdict(int)
         self.events: dict[str, dict[str, int]] = {}  # request id -> product -> best grade
         self.unjoined = 0
+        self.events_read = 0  # feedback lines joined, each once (across rotations too)
         self._lock = threading.Lock()
 
     def refresh(self) -> dict[str, dict[str, Any]]:
@@ -138,24 +86,24 @@ class QualityTracker:
             for line in self.feedback.lines():
                 try:
                     rec = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
+                    event = EVENTS[rec["event"]]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by a crash (never acknowledged)
+                self.events_read += 1
                 per = self.events.setdefault(rec["request_id"], {})
-                per[rec["product_id"]] = max(per.get(rec["product_id"], 0), EVENTS[rec["event"]])
+                per[rec["product_id"]] = max(per.get(rec["product_id"], 0), event)
             return self._summary()
 
     def _read_impressions(self) -> None:
-        for path in sorted(self.impressions_dir.glob("*.jsonl")):
-            tail = self.tails.setdefault(path, _Tail(path))
-            for line in tail.lines():
-                try:
-                    rid, model, version, products = orjson.loads(line)
-                except (orjson.JSONDecodeError, ValueError):
-                    continue
-                self.shown[rid] = (model, int(version), products)
-                self.counts[(model, int(version))] += 1
-                if len(self.shown) > MAX_IMPRESSIONS:
-                    self.shown.pop(next(iter(self.shown)))
+        for line in self.impressions.lines():
+            try:
+                rid, model, version, products = orjson.loads(line)
+            except (orjson.JSONDecodeError, ValueError):
+                continue
+            self.shown[rid] = (model, int(version), products)
+            self.counts[(model, int(version))] += 1
+            if len(self.shown) > MAX_IMPRESSIONS:
+                self.shown.pop(next(iter(self.shown)))
 
     def _summary(self) -> dict[str, dict[str, Any]]:
         out: dict[tuple[str, int], VersionQuality] = {

@@ -20,9 +20,10 @@ from prometheus_client.registry import Collector
 
 from shopserve.config import home_settings
 from shopserve.errors import ShopserveError
-from shopserve.monitor import metrics
+from shopserve.monitor import metrics, tracing
 from shopserve.monitor.drift import LiveProfile, compare, read_live
-from shopserve.monitor.feedback import Feedback, FeedbackLog, ImpressionLog, QualityTracker
+from shopserve.monitor.eventlogs import FeedbackLog, ImpressionLog
+from shopserve.monitor.feedback import Feedback, QualityTracker
 from shopserve.monitor.profiles import Profile, reference_profile
 from shopserve.monitor.requests import CURRENT, settings
 from shopserve.registry import Registry
@@ -37,13 +38,16 @@ class ReplicaMonitor:
     def __init__(self, plane: Any, run_dir: Path) -> None:
         self.plane = plane
         self.settings = settings()
+        tracing.start(self.settings.tracing)  # fails the replica's start if the extra is missing
         self.home = Path(plane.spec.home) if plane.spec.home else home_settings().home_dir
         self.run_dir = run_dir / "monitor"
         self.live = LiveProfile(self.settings, self.run_dir / "live")
-        self.impressions = ImpressionLog(self.home / "monitor" / "impressions")
-        self.feedback_path = self.home / "monitor" / "feedback.jsonl"
+        s = self.settings
+        self.impressions = ImpressionLog(self.home / "monitor" / "impressions",
+                                         s.impressions_segment_bytes, s.impressions_keep_bytes)
+        self.feedback_dir = self.home / "monitor"
         self._feedback: FeedbackLog | None = None
-        self.quality = QualityTracker(self.feedback_path, self.impressions.path.parent)
+        self.quality = QualityTracker(self.feedback_dir, self.impressions.directory)
         self.references: dict[str, Profile | None] = {}
         self.versions: list[tuple[str, int, str]] = []  # (endpoint, version, ref)
         self.pipes: dict[str, Any] = {}
@@ -61,6 +65,7 @@ class ReplicaMonitor:
         record = CURRENT.get()
         if record is not None:
             record.model, record.version = answer.model, str(answer.version)
+            record.answer = answer
             products = _products(op, payload, answer.result)
             if products:
                 self.impressions.record(record.id, answer.model, answer.version, products)
@@ -70,8 +75,10 @@ class ReplicaMonitor:
     async def store_feedback(self, item: Feedback) -> None:
         """Written and fsync'd (on a worker thread) before this returns."""
         if self._feedback is None:
-            self._feedback = FeedbackLog(self.feedback_path)
-        await asyncio.get_running_loop().run_in_executor(self._io, self._feedback.append, item)
+            self._feedback = FeedbackLog(self.feedback_dir, self.settings.feedback_segment_bytes,
+                                         self.settings.feedback_keep_segments)
+        await asyncio.get_running_loop().run_in_executor(self._io, self._feedback.append,
+                                                          item.line())
         metrics.FEEDBACK.labels(item.event).inc()
 
     # -- background ---------------------------------------------------------------------
@@ -132,11 +139,13 @@ class ReplicaMonitor:
             report = compare(reference, live.get(key, {}), self.settings).to_json()
             drift.append({**report, "model": name, "reference": "eval.parquet"})
         result = {"drift": drift, "feedback": self.quality.refresh(),
-                  "feedback_unjoined": self.quality.unjoined}
+                  "feedback_unjoined": self.quality.unjoined,
+                  "feedback_events": self.quality.events_read}
         self._cached = (time.monotonic(), result)
         return result
 
     def close(self) -> None:
+        tracing.stop()  # the last spans, waiting a few seconds at most
         self.impressions.flush()
         if self._feedback is not None:
             self._feedback.close()

@@ -27,6 +27,10 @@ class JsonFormatter(logging.Formatter):
         current = CURRENT.get()
         if current is not None:
             data["request_id"] = current.id
+            if current.span is not None:  # tracing: the trace to look the request up in
+                span = current.span.get_span_context()
+                if span.trace_flags.sampled:
+                    data["trace_id"] = format(span.trace_id, "032x")
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             data.update(fields)

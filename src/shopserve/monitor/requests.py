@@ -1,5 +1,6 @@
 """Per-request monitoring: the request id (``X-Request-ID``, the client's when it sent a valid
-one), request counts and end-to-end latency, and a JSON log line for failed or slow requests.
+one), request counts and end-to-end latency, a JSON log line for failed or slow requests, and
+the request's span when tracing is on (``tracing.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from shopserve.monitor import metrics
+from shopserve.monitor import metrics, tracing
 from shopserve.monitor.settings import MonitorSettings, RequestLog, monitor_settings
 
 HEADER = "x-request-id"
@@ -28,6 +29,8 @@ class RequestRecord:
     id: str
     model: str = ""
     version: str = ""
+    answer: Any = None  # the data plane's Answer (fallback, cached), when there was one
+    span: Any = None  # its OpenTelemetry span, when tracing is on
 
 
 CURRENT: ContextVar[RequestRecord | None] = ContextVar("shopserve_request", default=None)
@@ -71,6 +74,9 @@ def begin(raw_headers: list[tuple[bytes, bytes]]) -> RequestRecord:
             given = value.decode("latin-1")
             break
     record = RequestRecord(given if given and VALID_ID.match(given) else new_id())
+    tracer = tracing.ACTIVE
+    if tracer is not None:
+        record.span = tracer.begin(raw_headers)
     CURRENT.set(record)
     return record
 
@@ -83,6 +89,8 @@ def finish(record: RequestRecord, endpoint: str, model: str, response: Any,
     status = response.status_code
     metrics.requests(endpoint, record.model or model, record.version, status).inc()
     metrics.duration(endpoint, record.model or model).observe(seconds)
+    if record.span is not None and tracing.ACTIVE is not None:
+        tracing.ACTIVE.finish(record, endpoint, model, status)
     mode = settings().request_log
     if mode is RequestLog.OFF:
         return

@@ -16,7 +16,7 @@ class RequestLog(enum.StrEnum):
 
 
 class MonitorSettings(BaseModel):
-    """Drift sampling and thresholds, request logging."""
+    """Drift sampling and thresholds, request logging, tracing, feedback and impression logs."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -29,6 +29,15 @@ class MonitorSettings(BaseModel):
     drift_min_samples: int = Field(default=100, ge=1)
     request_log: RequestLog = RequestLog.ERRORS
     slow_request_ms: float = Field(default=500.0, gt=0)
+    tracing: bool = False  # OpenTelemetry spans (the tracing extra; OTEL_* variables configure)
+    # the feedback log is rotated when an append would take it past this size; closed
+    # segments are kept unless feedback_keep_segments (the newest kept) is set: it is the record
+    feedback_segment_bytes: int = Field(default=64 * 2**20, ge=256)
+    feedback_keep_segments: int = Field(default=0, ge=0)  # 0: keep every closed segment
+    # each replica's impressions go to segments of this size; the oldest segments (of all
+    # replicas) are deleted past impressions_keep_bytes (the join forgets them anyway)
+    impressions_segment_bytes: int = Field(default=16 * 2**20, ge=256)
+    impressions_keep_bytes: int = Field(default=256 * 2**20, ge=0)
 
 
 def monitor_settings() -> MonitorSettings:

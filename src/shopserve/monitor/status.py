@@ -95,6 +95,7 @@ def build_status(monitor: ReplicaMonitor, range_: str = "5m") -> dict[str, Any]:
         "models": models_view(monitor.plane, history.get("by_version", {})),
         "drift": snap["drift"], "feedback": snap["feedback"],
         "feedback_unjoined": snap["feedback_unjoined"],
+        "feedback_events": snap["feedback_events"],
         "drills": latest_drills(monitor.home), "events": state[-10:],
     }
 

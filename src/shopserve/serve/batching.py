@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shopserve.errors import DeadlineExceededError, InputError, OverloadedError
+from shopserve.monitor import tracing
 
 if TYPE_CHECKING:
     from shopserve.serve.admission import AdmissionPolicy
@@ -39,6 +40,7 @@ class _Item(Generic[P, R]):
     deadline: float
     future: asyncio.Future[R] = field(repr=False)
     enqueued: float = 0.0
+    trace: Any = None  # the request's span context when it is traced (monitor/tracing.py)
 
 
 class Batcher(Generic[P, R]):
@@ -78,7 +80,8 @@ class Batcher(Generic[P, R]):
         self.waiting += size
         if deadline < self._earliest:
             self._earliest = deadline
-        self._items.append(_Item(payload, size, deadline, future, time.monotonic()))
+        self._items.append(_Item(payload, size, deadline, future, time.monotonic(),
+                                 tracing.context()))
         admission = self.admission
         if admission is not None:
             admission.queued += 1
@@ -155,10 +158,11 @@ class Batcher(Generic[P, R]):
                             retry_after_s=0.1))
                 else:
                     live.append(item)
-            if live and self.inline:
-                self._run(live, None)
-            elif live:
-                await loop.run_in_executor(self._executor, self._run, live, loop)
+            with tracing.batch(self, live, now):  # a span when a request in it is traced
+                if live and self.inline:
+                    self._run(live, None)
+                elif live:
+                    await loop.run_in_executor(self._executor, self._run, live, loop)
 
     def _expire_waiting(self, now: float) -> None:
         """Fail the waiting requests whose deadline has passed (they never run)."""
