@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -32,6 +32,7 @@ MAX_QUERY_CHARS = 1000
 MAX_K = 1000
 Handler = Callable[[Request], Awaitable[Response]]
 BodyHandler = Callable[[dict[str, Any]], Awaitable[Response]]
+RawHandler = Callable[[Scope, bytes], Awaitable[Response]]
 T = TypeVar("T")
 
 
@@ -274,33 +275,50 @@ class ServingApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+class LaneRoute(NamedTuple):
+    """A route of the fast lane: its name and model for metrics, and its handler of the
+    request's scope and whole body."""
+
+    route: str
+    model: str
+    handler: RawHandler
+
+
 class FastLane:
-    """The domain routes, answered by the HTTP protocol itself once a request's whole body
-    has arrived (``protocol.py``): no ASGI cycle, receive/send messages, Starlette request or
+    """Inference routes answered by the HTTP protocol itself once a request's whole body has
+    arrived (``protocol.py``): no ASGI cycle, receive/send messages, Starlette request or
     response writing on the path every page view takes. Requests the lane does not take
     (chunked or large bodies, query strings, pipelined behind another request) go the ASGI way
     to the same handlers, with the same answers."""
 
-    def __init__(self, domain: DomainRoutes, access: AccessPolicy) -> None:
-        self.limit = domain.limit
+    def __init__(self, limit: int, access: AccessPolicy) -> None:
+        self.limit = limit
         self.access = access
-        self.routes: dict[bytes, tuple[str, BodyHandler]] = {
-            path.encode(): (path.removeprefix("/v1/"), handler)
-            for path, handler in domain.handlers().items()}
+        self.routes: dict[bytes, LaneRoute] = {}
 
-    async def answer(self, route: tuple[str, BodyHandler], scope: Scope,
-                     body: bytes) -> Response:
-        return await answer_guarded(route[0], "", scope["headers"], self._call,
-                                    (route[1], scope, body))
+    def add(self, path: str, route: LaneRoute) -> None:
+        self.routes[path.encode()] = route
 
-    async def _call(self, args: tuple[BodyHandler, Scope, bytes]) -> Response:
+    async def answer(self, route: LaneRoute, scope: Scope, body: bytes) -> Response:
+        return await answer_guarded(route.route, route.model, scope["headers"], self._call,
+                                    (route.handler, scope, body))
+
+    async def _call(self, args: tuple[RawHandler, Scope, bytes]) -> Response:
         handler, scope, body = args
         if self.access.active:
             self.access.check(scope)
-        return await handler(parse_json(body))
+        return await handler(scope, body)
 
 
-def build_app(plane: DataPlane, extra_routes: list[Route]) -> ServingApp:
+def _parsed(handler: BodyHandler) -> RawHandler:
+    def run(scope: Scope, body: bytes) -> Awaitable[Response]:
+        return handler(parse_json(body))
+    return run
+
+
+def build_app(plane: DataPlane, extra_routes: list[Route],
+              lane_routes: dict[str, LaneRoute] | None = None) -> ServingApp:
+    """The replica's app; ``lane_routes`` (path: route) join the domain routes in the lane."""
     domain = DomainRoutes(plane)
     routes = domain.routes()
     app = ServingApp(routes=routes + extra_routes,
@@ -308,5 +326,9 @@ def build_app(plane: DataPlane, extra_routes: list[Route]) -> ServingApp:
     app.fast = {r.path: r.endpoint for r in routes}
     app.access = AccessPolicy(plane.spec.server)
     app.admission = plane.admission
-    app.lane = FastLane(domain, app.access)
+    app.lane = FastLane(domain.limit, app.access)
+    for path, handler in domain.handlers().items():
+        app.lane.add(path, LaneRoute(path.removeprefix("/v1/"), "", _parsed(handler)))
+    for path, route in (lane_routes or {}).items():
+        app.lane.add(path, route)
     return app

@@ -7,12 +7,13 @@ connection (and the request's memory) for ever. Here every request must arrive w
 ``request_timeout_s`` of its first byte (else 408 and close), a new connection must start a
 request within the keep-alive timeout, and a request head over ``max_head_bytes`` gets 431.
 
-The fast lane: a ``POST`` to a domain route (``/v1/rank`` ...) with a ``Content-Length`` body of
-at most 64 KiB, on a connection with no other request in progress, is read whole by the
-protocol and answered by ``FastLane`` (``http.py``), whose response is written to the socket in
-one call. That skips uvicorn's ASGI cycle (scope, receive and send messages, header checks per
-message) and Starlette's request and response writing, which cost more per one-row request
-than the model itself (docs/serving.md). Every other request takes the ASGI way.
+The fast lane: a ``POST`` to an inference route (``/v1/rank``, ``/v2/models/{name}/infer``
+...) with a ``Content-Length`` body of at most 64 KiB, on a connection with no other request in
+progress, is read whole by the protocol and answered by ``FastLane`` (``http.py``), whose
+response is written to the socket in one call. That skips uvicorn's ASGI cycle (scope, receive
+and send messages, header checks per message) and Starlette's request and response writing,
+which cost more per one-row request than the model itself (docs/serving.md). Every other
+request takes the ASGI way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from shopserve.serve.admission import AdmissionPolicy
 
 if TYPE_CHECKING:
-    from shopserve.serve.http import BodyHandler, FastLane
+    from shopserve.serve.http import FastLane, LaneRoute
 
 log = logging.getLogger("shopserve.serve")
 
@@ -52,7 +53,7 @@ class FastCycle:
                  "response_started", "route", "scope")
     message_event = _NoEvent()
 
-    def __init__(self, scope: Any, route: tuple[str, BodyHandler], keep_alive: bool) -> None:
+    def __init__(self, scope: Any, route: LaneRoute, keep_alive: bool) -> None:
         self.scope, self.route, self.keep_alive = scope, route, keep_alive
         self.body = b""
         self.admitted = self.disconnected = self.response_started = False

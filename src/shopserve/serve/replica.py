@@ -38,7 +38,8 @@ def make_app(plane: DataPlane, state_path: Path | None) -> ServingApp:
     run_dir = state_path.parent if state_path else Path(tempfile.mkdtemp(prefix="shopserve-"))
     extra, monitor = monitor_routes(plane, run_dir, guarded)  # /v1/feedback, /dashboard
     plane.on_answer = monitor.answered
-    app = build_app(plane, ProtocolRoutes(plane).routes() + extra)
+    protocol = ProtocolRoutes(plane)
+    app = build_app(plane, protocol.routes() + extra, protocol.lane_routes())
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

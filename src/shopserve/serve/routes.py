@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from shopserve.errors import AuthError, NotFoundError, UnavailableError
 from shopserve.serve import metrics, v2
 from shopserve.serve.dataplane import DataPlane
-from shopserve.serve.http import guarded, json_response, read_body
+from shopserve.serve.http import LaneRoute, RawHandler, guarded, json_response, read_body
 from shopserve.serve.openapi import openapi_document
 
 CONTROL_ENV = "SHOPSERVE_CONTROL_URL"
+INFER_ROUTE = "/v2/models/{name}/infer"  # the route's name in metrics, as Starlette's path
+_BINARY_HEADER = v2.HEADER.encode()
 ADMIN_ACTIONS = ("deploy", "canary", "rollback", "drain", "status")
 
 
@@ -57,13 +61,31 @@ class ProtocolRoutes:
         return json_response({"name": endpoint.name, "ready": True})
 
     async def infer(self, request: Request) -> Response:
-        name = request.path_params["name"]
         body = await read_body(request, self.limit)
-        inputs, wanted, request_id = v2.decode_request(body, request.headers.get(v2.HEADER))
-        model, outputs = await self.plane.infer(name, request.path_params.get("version"), inputs)
+        return await self._infer(request.path_params["name"], request.path_params.get("version"),
+                                 request.headers.get(v2.HEADER), body)
+
+    async def _infer(self, name: str, version: str | None, binary_header: str | None,
+                     body: bytes) -> Response:
+        inputs, wanted, request_id = v2.decode_request(body, binary_header)
+        model, outputs = await self.plane.infer(name, version, inputs)
         payload, headers = v2.encode_response(name, model.version, outputs, wanted, request_id)
         media = "application/octet-stream" if headers else "application/json"
         return Response(payload, media_type=media, headers=headers)
+
+    def lane_routes(self) -> dict[str, LaneRoute]:
+        """``POST /v2/models/{name}/infer`` of every served model, for the fast lane."""
+        def infer(name: str) -> RawHandler:
+            def run(scope: Scope, body: bytes) -> Awaitable[Response]:
+                binary = None
+                for key, value in scope["headers"]:
+                    if key == _BINARY_HEADER:
+                        binary = value.decode("latin-1")
+                return self._infer(name, None, binary, body)
+            return run
+
+        return {f"/v2/models/{name}/infer": LaneRoute(INFER_ROUTE, name, infer(name))
+                for name in self.plane.endpoints}
 
     async def metrics(self, request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
@@ -96,6 +118,7 @@ class ProtocolRoutes:
     def routes(self) -> list[Route]:
         g = guarded
         m = "/v2/models/{name}"
+        assert m + "/infer" == INFER_ROUTE
         mv = m + "/versions/{version}"
         table: list[tuple[str, Any, list[str]]] = [
             ("/v2/health/live", self.live, ["GET"]), ("/v2/health/ready", self.ready, ["GET"]),
