@@ -33,7 +33,7 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item(Generic[P, R]):
     payload: P
     size: int
