@@ -60,12 +60,15 @@ def redis_url() -> Iterator[str]:
 
 def deployment_spec(home: Path, redis_url: str | None = None) -> dict[str, object]:
     spec: dict[str, object] = {
-        "models": [{"ref": "ctr@production", "queue_limit": 64,
+        # the overload drill ranks 100 candidates per request: 8 requests in flight (800 rows)
+        # fill a replica before its row queue does, so the excess is refused by admission
+        "models": [{"ref": "ctr@production", "queue_limit": 1024,
                     "canary": {"ref": "ctr@canary", "weight": 0.0,
                                "guard": {"min_requests": 5, "max_score_shift": 0.25,
                                          "max_mean_latency_ms": 10.0}}}],
         "replicas": 2, "zones": ["a", "b"], "home": str(home),
         "health": {"interval_s": 0.25, "timeout_s": 0.5, "failures": 2},
+        "server": {"max_in_flight": 8},
     }
     if redis_url:
         spec["cache"] = {"redis_url": redis_url}

@@ -43,6 +43,7 @@ class Sample:
     cached: bool = False
     status: int | None = None
     nonfinite: bool = False  # answered with a NaN, infinite or missing score
+    spike: bool = False  # sent by the overload drill's h2load spike, not by the drill's client
 
 
 def has_nonfinite_score(data: dict[str, Any]) -> bool:
@@ -98,7 +99,7 @@ def _from_demo(spec: LoadSpec, source: DemoSource, limit: int) -> list[tuple[str
 
     shop = generate_demo_shop(getattr(DemoShopSpec, source.demo)(seed=source.seed))
     rng = random.Random(source.seed)
-    clicks = shop.clicks.drop_columns(["label"]).slice(0, limit).to_pylist()
+    clicks = shop.clicks.drop_columns(["label"]).to_pylist()
     queries = sorted(set(shop.judgments.column("query").to_pylist()))
     customers = sorted({c for c in shop.purchases.column("customer_id").to_pylist() if c})
     weights = [m.weight for m in spec.mix]
@@ -106,8 +107,10 @@ def _from_demo(spec: LoadSpec, source: DemoSource, limit: int) -> list[tuple[str
     for i in range(limit):
         m = rng.choices(spec.mix, weights)[0]
         body: dict[str, Any] = {"model": m.model} if m.model else {}
-        if m.route is Route.RANK:
-            body["candidates"] = [clicks[(i * m.rows + j) % len(clicks)] for j in range(m.rows)]
+        if m.route is Route.RANK and m.rows == 1:
+            body["candidates"] = [clicks[i % len(clicks)]]
+        elif m.route is Route.RANK:  # a page's candidate list: a different one per request
+            body["candidates"] = rng.sample(clicks, min(m.rows, len(clicks)))
         elif m.route is Route.SEARCH:
             body.update(query=queries[i % len(queries)], k=m.k)
         else:

@@ -18,7 +18,8 @@ def plan_lines(drill: DrillSpec, target: str) -> list[str]:
     load = ext.load
     source = f"file {load.source.file}" if isinstance(load.source, FileSource) \
         else f"the {load.source.demo} demo shop (seed {load.source.seed})"
-    mix = ", ".join(f"{m.route.value}×{m.weight:g}" for m in load.mix)
+    mix = ", ".join(f"{m.route.value}×{m.weight:g}" + (f" ({m.rows} candidates)" if m.rows > 1
+                                                         else "") for m in load.mix)
     lines = [f"drill: {drill.title}", f"target: {target}", "",
              "1. steady state before:"]
     hyp = drill.steady_state_hypothesis

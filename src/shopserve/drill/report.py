@@ -57,6 +57,25 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _spike(fault: dict[str, Any]) -> str:
+    """The overload spike: capacity measured, rate offered, what was admitted and refused."""
+    d = fault["detail"]
+    admitted, refusals = d.get("spike_admitted") or {}, d.get("spike_refusals") or {}
+    rows: list[list[Any]] = [
+            ["capacity (measured, closed loop)", f"{d['capacity_rps']} requests/s"],
+            ["offered during the spike", f"{d.get('offered_rps')} requests/s = "
+             f"{d.get('offered_x_capacity')}× capacity (h2load {d.get('h2load_connections')} "
+             f"connections + the drill's load)"],
+            ["h2load requests: answered / refused (429) / lost",
+             f"{d.get('spike_answered')} / {d.get('spike_refused')} / {d.get('spike_lost')}"],
+            ["admitted: p50 / p99 ms", f"{admitted.get('p50_ms')} / {admitted.get('p99_ms')}"],
+            ["refused: p50 / p95 / p99 ms", f"{refusals.get('p50_ms')} / "
+             f"{refusals.get('p95_ms')} / {refusals.get('p99_ms')}"],
+            ["refusals within the limit", refusals.get("within_limit_share")],
+            ["spike request", d.get("spike_request")], ["h2load error", d.get("h2load_error")]]
+    return "<h2>Overload spike</h2>" + _table(["", ""], rows)
+
+
 def render_report(journal: dict[str, Any]) -> str:
     ext: dict[str, Any] = next(
         (e for e in journal.get("extensions", []) if e.get("name") == "shopserve"), {})
@@ -75,6 +94,8 @@ def render_report(journal: dict[str, Any]) -> str:
                     [[f["type"], f["what"], f.get("injected_at"), f.get("undone_at"),
                       f.get("time_to_detect_s"), f.get("time_to_failover_s"), f.get("rto_s"),
                       f["state"]] for f in ext.get("faults", [])])
+    spikes = "".join(_spike(f) for f in ext.get("faults", [])
+                     if "capacity_rps" in f.get("detail", {}))
     summary = (f"lost {ext.get('requests_lost')}, degraded {ext.get('requests_degraded')}, "
                f"fresh {ext.get('requests_fresh')}, rejected {ext.get('requests_rejected')}; "
                f"error budget burned {ext.get('error_budget_burned')}; recovery after the "
@@ -88,7 +109,7 @@ def render_report(journal: dict[str, Any]) -> str:
             f"— status {html.escape(str(journal.get('status')))}, target "
             f"{html.escape(str(ext.get('target')))}, {journal.get('duration')} s</p>"
             f"<p>{html.escape(summary)}</p>{timeline_svg(ext)}<h2>Checks</h2>{checks}"
-            f"<h2>Faults</h2>{faults}<h2>Baseline, fault window, recovery</h2>{windows}"
+            f"<h2>Faults</h2>{faults}{spikes}<h2>Baseline, fault window, recovery</h2>{windows}"
             "</body></html>")
 
 

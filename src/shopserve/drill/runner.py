@@ -98,6 +98,7 @@ class DrillRunner:
             loop.add_signal_handler(signal.SIGINT, self._still_undoing)
             try:
                 await self._undo_all(ctx)
+                self._merge_fault_samples()
                 await self._stop_watcher()
                 for activity in self.drill.rollbacks:
                     rollbacks.append(await asyncio.to_thread(
@@ -107,6 +108,12 @@ class DrillRunner:
                 loop.remove_signal_handler(signal.SIGINT)
         return build_journal(self, ctx, started, time.monotonic() - t_start,
                              {"before": before, "after": after, "during": []}, rollbacks)
+
+    def _merge_fault_samples(self) -> None:
+        """Requests a fault sent itself (the overload spike's h2load) join the load's."""
+        extra = [s for fault in self.faults for s in fault.samples()]
+        if extra:
+            self.samples = sorted([*self.samples, *extra], key=lambda s: s.t)
 
     async def _stop_watcher(self) -> None:
         if self._watcher is not None:
@@ -123,6 +130,8 @@ class DrillRunner:
         if any(isinstance(f, ProxyFault) and f.between == "service" for f in self.ext.faults):
             self.target.service_proxy = await asyncio.to_thread(self._service_proxy)
             url = f"http://127.0.0.1:{self.target.service_proxy.port}"
+        for fault in self.faults:  # e.g. the overload spike measures the capacity first
+            await asyncio.to_thread(fault.prepare, ctx, self.ext.load, self.requests)
         load = LoadRunner(self.ext.load, url, self.requests, ctx.rate_multiplier)
         ctx.t0 = time.monotonic()
         load_task = asyncio.create_task(load.run(ctx.t0))

@@ -226,9 +226,19 @@ class BadCanaryFault(_Fault):
 
 
 class OverloadFault(_Fault):
+    """A spike of ``multiplier`` × the deployment's capacity, offered by h2load (``spike.py``);
+    capacity is measured just before the load, closed loop, with the spike's own request."""
+
     type: Literal[FaultType.OVERLOAD]
-    multiplier: float = Field(default=5.0, gt=1, le=100)
-    max_reject_ms: float | None = Field(default=None, gt=0)
+    multiplier: float = Field(default=5.0, gt=1, le=100)  # × the measured capacity
+    max_reject_ms: float | None = Field(default=None, gt=0)  # p99 of the refusals (429)
+    calibrate_s: float = Field(default=2.0, gt=0, le=60)
+    calibrate_connections: int = Field(default=8, ge=1, le=1000)
+    # each h2load connection sends at most this many requests/s: one slow answer then delays
+    # only its own connection's next send, and the offer stays close to open loop
+    connection_rps: float = Field(default=50.0, gt=0, le=10_000)
+    max_connections: int = Field(default=1000, ge=1, le=10_000)
+    min_offered: float = Field(default=0.9, gt=0, le=1)  # of multiplier × capacity, else deviated
 
 
 class ZoneLossFault(_Fault):

@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from shopserve.drill.load import Sample
 from shopserve.drill.results import Check
-from shopserve.drill.spec import FaultSpec, FaultType
+from shopserve.drill.spec import FaultSpec, FaultType, LoadSpec
 from shopserve.drill.target import DrillTarget
 from shopserve.errors import UnavailableError
 
@@ -66,11 +67,19 @@ class Fault(abc.ABC):
     def check_target(self, target: DrillTarget) -> None:  # noqa: B027 (optional hook)
         """Refuse, before anything runs, a fault this target cannot take."""
 
+    def prepare(self, ctx: FaultContext, load: LoadSpec,  # noqa: B027 (optional hook)
+                requests: list[tuple[str, dict[str, Any]]]) -> None:
+        """Measure what the fault needs, after the steady state and before the load starts."""
+
     @abc.abstractmethod
     def inject(self, ctx: FaultContext) -> None: ...
 
     @abc.abstractmethod
     def undo(self, ctx: FaultContext) -> None: ...
+
+    def samples(self) -> list[Sample]:
+        """Requests the fault sent itself, measured like the load's (after it is undone)."""
+        return []
 
     def checks(self, ctx: FaultContext, windows: dict[str, Any]) -> list[Check]:
         """Fault-specific hypotheses, judged after the drill."""
@@ -102,7 +111,7 @@ def wait_replicas(target: DrillTarget, count: int, timeout_s: float = 60.0,
 
 def build_fault(spec: FaultSpec) -> Fault:
     from shopserve.drill import ray_faults
-    from shopserve.drill.faults import dependencies, processes, versions
+    from shopserve.drill.faults import dependencies, overload, processes, versions
 
     kinds: dict[FaultType, type[Fault]] = {
         FaultType.REPLICA_CRASH: processes.ReplicaCrash,
@@ -111,7 +120,7 @@ def build_fault(spec: FaultSpec) -> Fault:
         FaultType.FRONT_KILL: processes.FrontKill,
         FaultType.PROXY: dependencies.ProxyImpairment,
         FaultType.REDIS_OUTAGE: dependencies.RedisOutage,
-        FaultType.OVERLOAD: dependencies.Overload,
+        FaultType.OVERLOAD: overload.Overload,
         FaultType.CORRUPT_ARTIFACT: versions.CorruptArtifact,
         FaultType.BAD_CANARY: versions.BadCanary,
         FaultType.RAY_REPLICA_KILL: ray_faults.RayReplicaKill,

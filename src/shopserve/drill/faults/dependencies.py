@@ -1,13 +1,10 @@
 """Faults on what the service depends on: its Redis cache or its network path (through the fault
-proxy), and its capacity (a flash-sale spike of the drill's own load)."""
+proxy). Its capacity (a flash-sale spike) is ``overload.py``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from shopserve.drill.faults.base import Fault, FaultContext
 from shopserve.drill.proxy import FaultProxy, ProxyFaultSettings
-from shopserve.drill.results import Check
 from shopserve.drill.spec import ProxyMode
 from shopserve.drill.target import DrillTarget
 from shopserve.errors import UsageError
@@ -68,27 +65,3 @@ class RedisOutage(ProxyImpairment):
 
     def describe(self) -> str:
         return "Redis unreachable: every connection to it reset, new ones refused"
-
-
-class Overload(Fault):
-    needs_admin = False
-
-    def describe(self) -> str:
-        return f"flash-sale spike: the load's rate × {self.spec.multiplier:g}"
-
-    def how_undone(self) -> str:
-        return "the load goes back to its normal rate"
-
-    def inject(self, ctx: FaultContext) -> None:
-        ctx.rate_multiplier[0] = float(self.spec.multiplier)
-
-    def undo(self, ctx: FaultContext) -> None:
-        ctx.rate_multiplier[0] = 1.0
-
-    def checks(self, ctx: FaultContext, windows: dict[str, Any]) -> list[Check]:
-        if self.spec.max_reject_ms is None:
-            return []
-        p99 = windows["fault"].get("rejected_p99_ms")
-        ok = p99 is None or p99 <= self.spec.max_reject_ms
-        return [Check("excess requests are rejected fast", ok, p99,
-                      f"p99 of rejected requests ≤ {self.spec.max_reject_ms} ms")]
