@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -169,6 +172,11 @@ def test_request_spans_continue_the_callers_trace(traced: ShopserveProcess,
     (failed,) = receiver.wait(lambda s: s["trace_id"] == bad_id)
     assert failed["attributes"]["http.response.status_code"] == 400
     assert failed["status"] != STATUS_ERROR
+    # its log line (4xx are logged) names the trace to look it up in
+    logged = [json.loads(line) for line in traced.output().splitlines()
+              if line.startswith("{") and bad_id in line]
+    assert logged and logged[0]["request_id"] == bad.headers["X-Request-ID"]
+    assert logged[0]["trace_id"] == bad_id
     assert not receiver.wait(lambda s: s["trace_id"] == unsampled_id, timeout_s=0.5)
     # health checks and scrapes are never exported
     httpx.get(traced.url + "/metrics")
@@ -245,15 +253,32 @@ def test_tracing_off_exports_nothing(monitor_home: Path, tmp_path: Path) -> None
         quiet.server_close()
 
 
-def test_tracing_without_the_extra_fails_at_start(monitor_home: Path, receiver: OtlpReceiver,
-                                                  tmp_path: Path) -> None:
-    # an importable "opentelemetry" that is not there, ahead of the installed one
+def blocked_opentelemetry(tmp_path: Path) -> dict[str, str]:
+    """``PYTHONPATH`` with an ``opentelemetry`` that cannot be imported ahead of the real one."""
     blocked = tmp_path / "blocked" / "opentelemetry"
     blocked.mkdir(parents=True)
     (blocked / "__init__.py").write_text("raise ImportError('opentelemetry is not installed')\n")
-    env = otel_env(receiver, SHOPSERVE_TRACING="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(blocked.parent),
-                                                            os.environ.get("PYTHONPATH")])))
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(blocked.parent),
+                                                        os.environ.get("PYTHONPATH")]))}
+
+
+def test_shopserve_serves_without_opentelemetry(tmp_path: Path) -> None:
+    code = ("import shopserve.serve.replica, shopserve.monitor.live\n"
+            "from shopserve.monitor import requests, tracing\n"
+            "assert tracing.start(False) is None and tracing.context() is None\n"
+            "record = requests.begin([(b'traceparent', b'00-' + b'1' * 32 + b'-' + b'2' * 16"
+            " + b'-01')])\n"
+            "assert record.span is None\n"
+            "import sys; assert not any(m.startswith('opentelemetry') for m in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ,
+                          **blocked_opentelemetry(tmp_path)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_tracing_without_the_extra_fails_at_start(monitor_home: Path, receiver: OtlpReceiver,
+                                                  tmp_path: Path) -> None:
+    env = otel_env(receiver, SHOPSERVE_TRACING="1", **blocked_opentelemetry(tmp_path))
     proc = ShopserveProcess.from_spec(spec(monitor_home), tmp_path, env=env,
                                       startup_timeout_s=60)
     with pytest.raises(RuntimeError, match="before it was ready") as failed:
