@@ -1,0 +1,94 @@
+"""The re-ranker's pair features, computed with numpy over interned title data, equal the plain
+per-candidate definition of every feature (the code they replaced), bit for bit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shopserve.data import DemoShopSpec, generate_demo_shop
+from shopserve.models.search.bm25 import BM25Index, analyze, idf_of
+from shopserve.models.search.features import FEATURE_NAMES, TitleFeatures, trigrams
+
+
+def reference_pairs(titles: list[str], bm25_index: BM25Index, query: str, candidates: np.ndarray,
+                    bm25: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+    """Each feature by its definition, one candidate at a time."""
+    terms = sorted(set(analyze(query)))
+    idf = {t: idf_of(bm25_index, t) for t in terms}
+    idf_total = sum(idf.values()) or 1.0
+    phrase = " " + " ".join(analyze(query)) + " "
+    grams = trigrams(query)
+    out = np.zeros((len(candidates), len(FEATURE_NAMES)), dtype=np.float32)
+    best_bm25 = float(bm25.max()) if bm25.size and bm25.max() > 0 else 1.0
+    out[:, 0] = bm25
+    out[:, 1] = bm25 / best_bm25
+    out[:, 2] = cosine
+    out[:, 3] = cosine - (cosine.max() if cosine.size else 0.0)
+    for row, doc in enumerate(candidates):
+        analyzed = analyze(titles[doc])
+        joined = " " + " ".join(analyzed) + " "
+        hits = [t for t in terms if t in set(analyzed)]
+        out[row, 4] = len(hits) / len(terms) if terms else 0.0
+        out[row, 5] = sum(idf[t] for t in hits) / idf_total
+        out[row, 6] = float(bool(terms) and phrase in joined)
+        if grams:
+            out[row, 8] = len(grams & trigrams(joined)) / len(grams)
+        out[row, 7] = np.log1p(np.float32(len(analyzed)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalog() -> tuple[list[str], list[str]]:
+    shop = generate_demo_shop(DemoShopSpec(seed=5, products=300, queries=80))
+    titles = [str(t) for t in shop.catalog.column("title").to_pylist()]
+    queries = [str(q) for q in dict.fromkeys(shop.judgments.column("query").to_pylist())]
+    return [*titles, "", "Glasses 3.5 in. bass", "a"], queries
+
+
+def test_features_equal_their_per_candidate_definition(
+    catalog: tuple[list[str], list[str]]
+) -> None:
+    titles, queries = catalog
+    index = BM25Index(titles)
+    features = TitleFeatures(titles, index)
+    rng = np.random.default_rng(0)
+    odd = ["toliet seat", "glasses bass", "3.5 in.", "!!!", "a", "zzzz qqqq", titles[0],
+           titles[0] + " " + titles[0]]
+    for query in queries + odd:
+        cands = np.unique(rng.integers(0, len(titles), size=int(rng.integers(0, 60))))
+        cands = np.concatenate([cands, np.arange(len(titles) - 3, len(titles))])
+        scores = index.scores(query)[cands]
+        cosine = rng.normal(size=len(cands)).astype(np.float32)
+        got = features.pairs(query, cands, scores, cosine)
+        want = reference_pairs(titles, index, query, cands, scores, cosine)
+        np.testing.assert_array_equal(got, want, err_msg=query)
+
+
+def test_no_candidates_give_an_empty_matrix(catalog: tuple[list[str], list[str]]) -> None:
+    titles, _ = catalog
+    index = BM25Index(titles)
+    empty = np.zeros(0, dtype=np.int64)
+    got = TitleFeatures(titles, index).pairs("drill", empty, np.zeros(0), np.zeros(0, np.float32))
+    assert got.shape == (0, len(FEATURE_NAMES))
+
+
+def test_encoder_runs_unpadded_length_groups_in_the_callers_order(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+    from search_models import write_encoder, write_tokenizer
+
+    from shopserve.models.search.encoder import EMBEDDING_OUTPUT, TextEncoder
+    from shopserve.models.search.tokenizer import QueryTokenizer
+
+    texts = ["red drill", "a", "cordless hammer drill with two batteries", "red drill",
+             "garden hose reel", "white toilet seat", "hose", "zz unknown words here"]
+    vocab = write_tokenizer(tmp_path / "tokenizer.json", texts)
+    write_encoder(tmp_path / "encoder.onnx", vocab)
+    tokenizer = QueryTokenizer(tmp_path / "tokenizer.json", max_tokens=6)
+    encoder = TextEncoder(tmp_path / "encoder.onnx", tokenizer)
+    alone = np.concatenate([encoder.model.run(tokenizer([t]))[EMBEDDING_OUTPUT] for t in texts])
+    for batch_size in (1, 3, 64):
+        np.testing.assert_allclose(encoder.encode(texts, batch_size), alone, atol=1e-6)
