@@ -16,6 +16,7 @@ from shopserve.models.search.tokenizer import QueryTokenizer
 from shopserve.runtime.onnx import OnnxModel, SessionSettings
 
 EMBEDDING_OUTPUT = "embedding"
+TOKENIZE_CHUNK = 4096  # texts tokenized at once (their padded ids are held in memory)
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,24 @@ class TextEncoder:
         return int(self.model.signature.outputs[0].shape[-1])
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """``(len(texts), dim)`` float32; texts are sorted by length so batches pad little."""
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        """``(len(texts), dim)`` float32, in batches of at most ``batch_size`` texts.
+
+        The graph runs once per token length in a batch, on rows cut to that length: no row
+        carries padding. Padding a batch of short queries to its longest cost more than the
+        batching saved (MiniLM int8, 32 real queries, one thread: 1.9 ms of CPU per query
+        padded, 1.5 ms one at a time, 1.1 ms grouped by length).
+        """
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            feed = self.tokenizer([texts[i] for i in idx])
-            out[idx] = self.model.run(feed, check=False)[EMBEDDING_OUTPUT]
+        for first in range(0, len(texts), TOKENIZE_CHUNK):
+            chunk = texts[first : first + TOKENIZE_CHUNK]
+            feed = self.tokenizer(chunk)
+            lengths = feed["attention_mask"].sum(axis=1)
+            order = np.argsort(lengths, kind="stable")
+            for start in range(0, len(chunk), batch_size):
+                idx = order[start : start + batch_size]
+                for length in np.unique(lengths[idx]):
+                    rows = idx[lengths[idx] == length]
+                    cut = max(int(length), 1)
+                    part = {name: value[rows, :cut] for name, value in feed.items()}
+                    out[first + rows] = self.model.run(part, check=False)[EMBEDDING_OUTPUT]
         return out
