@@ -84,3 +84,35 @@ def test_an_oversized_head_gets_431(server: str) -> None:
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
     assert httpx.get(server + "/v2/health/live").status_code == 200
+
+
+def test_a_keep_alive_connection_idle_after_its_answers_is_closed_after_the_idle_timeout(
+        server: str) -> None:
+    body = b'{"candidates": [{"I1": 1.0, "I2": 2.0, "C1": "a"}]}'
+    rank = (b"POST /v1/rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    health = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    for request in (rank, health):  # the fast lane's answer, and the ASGI way's
+        with connect(server) as sock:
+            for _ in range(4):  # kept open while it is used within the timeout
+                sock.sendall(request)
+                answered = read_response(sock)
+                assert answered.startswith(b"HTTP/1.1 200 "), answered[:80]
+                time.sleep(0.5)
+            idle_from = time.monotonic()
+            assert read_all(sock) == b""  # then closed by the server
+            assert 0.5 < time.monotonic() - idle_from < 3
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and ``Content-Length`` body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
@@ -85,12 +85,46 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
         _head_bytes = 0
         _previous: Any = None  # the last request's cycle, still current until the head is read
         _incomplete = False  # a request has begun and not fully arrived
+        # idle connections: since when this one waits for a request (None: it is busy). One
+        # sweep of the process's connections a fraction of the keep-alive timeout closes those
+        # idle too long, instead of uvicorn's timer armed and cancelled around every request
+        _idle_since: float | None = None
+        _sweeper: ClassVar[asyncio.Task[None] | None] = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            # idle until the first byte: the keep-alive timer, which data_received cancels
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler)
+            self._idle()  # idle until its first byte
+
+        def _idle(self) -> None:
+            self._idle_since = self.loop.time()
+            cls = type(self)
+            if cls._sweeper is None or cls._sweeper.done():
+                cls._sweeper = self.loop.create_task(self._sweep(self.connections))
+
+        async def _sweep(self, connections: set[Any]) -> None:
+            """Close connections idle for the keep-alive timeout; ends when none is left."""
+            timeout = self.timeout_keep_alive
+            loop = self.loop
+            while connections:
+                await asyncio.sleep(min(1.0, max(timeout / 4, 0.05)))
+                now = loop.time()
+                for conn in list(connections):
+                    since = getattr(conn, "_idle_since", None)
+                    if since is not None and now - since >= timeout:
+                        conn._idle_since = None
+                        conn.timeout_keep_alive_handler()
+
+        def on_response_complete(self) -> None:
+            """uvicorn's, with the idle mark instead of a keep-alive timer per response."""
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._idle()
 
         def on_headers_complete(self) -> None:
             route = fast_routes.get(self.url)
@@ -184,6 +218,7 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
             self._incomplete = True
 
         def data_received(self, data: bytes) -> None:
+            self._idle_since = None
             super().data_received(data)
             # the deadline is armed only when a read leaves a request unfinished: a request
             # that arrives in one read (nearly all of them) costs no timer
