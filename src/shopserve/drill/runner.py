@@ -132,7 +132,7 @@ class DrillRunner:
             url = f"http://127.0.0.1:{self.target.service_proxy.port}"
         for fault in self.faults:  # e.g. the overload spike measures the capacity first
             await asyncio.to_thread(fault.prepare, ctx, self.ext.load, self.requests)
-        load = LoadRunner(self.ext.load, url, self.requests, ctx.rate_multiplier)
+        load = LoadRunner(self.ext.load, url, self.requests)
         ctx.t0 = time.monotonic()
         load_task = asyncio.create_task(load.run(ctx.t0))
         helpers = [asyncio.create_task(self._drive(f, ctx)) for f in self.faults]

@@ -35,7 +35,6 @@ class FaultContext:
     target: DrillTarget
     t0: float  # monotonic time the load started
     status_log: StatusLog
-    rate_multiplier: list[float] = field(default_factory=lambda: [1.0])  # read by the load
 
     def now(self) -> float:
         return time.monotonic() - self.t0

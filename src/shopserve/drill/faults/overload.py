@@ -10,6 +10,7 @@ the drill's samples when the spike is undone.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -126,6 +127,8 @@ class Overload(Fault):
             self.spec.duration_s - 0.05
         records, error = process.stop() if early else process.finish()
         self._process = None
+        if self._request is not None:
+            shutil.rmtree(self._request.body.parent, ignore_errors=True)
         t0_wall = time.time() - ctx.now()
         self._samples = as_samples(records, t0_wall)
         self._summarize(records, error)
