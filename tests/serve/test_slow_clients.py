@@ -86,6 +86,24 @@ def test_an_oversized_head_gets_431(server: str) -> None:
     assert httpx.get(server + "/v2/health/live").status_code == 200
 
 
+def test_a_head_over_the_limit_in_pieces_gets_431_and_a_large_one_under_it_is_answered(
+        server: str) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        for i in range(4):  # headers of 4 KB, each in its own read: > 8 KB
+            time.sleep(0.05)
+            sock.sendall(b"X-Part-%d: " % i + b"a" * 4000 + b"\r\n")
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+    with connect(server) as sock:  # 7 KB of head in pieces, then a body: under the limit
+        body = b'{"candidates": [{"I1": 1.0, "I2": 2.0, "C1": "a"}]}'
+        sock.sendall(b"POST /v1/rank HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 3500)
+        time.sleep(0.05)
+        sock.sendall(b"a" * 3500 + b"\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+
+
 def test_a_keep_alive_connection_idle_after_its_answers_is_closed_after_the_idle_timeout(
         server: str) -> None:
     body = b'{"candidates": [{"I1": 1.0, "I2": 2.0, "C1": "a"}]}'

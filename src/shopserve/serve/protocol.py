@@ -82,7 +82,9 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
 
     class DeadlineProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
-        _head_bytes = 0
+        _head_open = False  # a request's head has begun and not fully arrived
+        _head_raw = 0  # bytes of the reads that left the current head unfinished
+        _read = 0  # size of the read being parsed
         _previous: Any = None  # the last request's cycle, still current until the head is read
         _incomplete = False  # a request has begun and not fully arrived
         # idle connections: since when this one waits for a request (None: it is busy). One
@@ -127,6 +129,10 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
                 self._idle()
 
         def on_headers_complete(self) -> None:
+            self._head_open = False
+            if (self._head_raw or self._read > max_head_bytes) and self._head_too_large():
+                self._refuse(large)
+                return
             route = fast_routes.get(self.url)
             if route is None or not self._fast_ready():
                 super().on_headers_complete()
@@ -168,6 +174,8 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
             self.on_response_complete()
 
         def on_body(self, body: bytes) -> None:
+            if self.transport.is_closing():  # refused (408, 431): the rest is not read
+                return
             cycle: Any = self.cycle
             if type(cycle) is not FastCycle:
                 super().on_body(body)
@@ -213,25 +221,24 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._head_bytes = 0
+            self._head_open = True
+            self._head_raw = 0
             self._previous = self.cycle
             self._incomplete = True
 
         def data_received(self, data: bytes) -> None:
             self._idle_since = None
+            self._read = len(data)
             super().data_received(data)
+            if self._head_open and not self.transport.is_closing():  # the head goes on
+                self._head_raw += len(data)
+                if self._head_too_large():
+                    self._refuse(large)
+                    return
             # the deadline is armed only when a read leaves a request unfinished: a request
             # that arrives in one read (nearly all of them) costs no timer
             if self._incomplete and self._deadline is None and not self.transport.is_closing():
                 self._deadline = self.loop.call_later(request_timeout_s, self._refuse, late)
-
-        def on_url(self, url: bytes) -> None:
-            self._count(len(url))
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value))
-            super().on_header(name, value)
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             path = cycle.scope["path"]
@@ -249,6 +256,8 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
         def on_message_complete(self) -> None:
             self._incomplete = False
             self._cancel()
+            if self.transport.is_closing():
+                return
             cycle: Any = self.cycle
             if type(cycle) is not FastCycle:
                 super().on_message_complete()
@@ -264,10 +273,15 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
                     admission.release()
             super().connection_lost(exc)
 
-        def _count(self, n: int) -> None:
-            self._head_bytes += n
-            if self._head_bytes > max_head_bytes:
-                self._refuse(large)
+        def _head_too_large(self) -> bool:
+            """Whether the head read so far (URL and complete headers) is over the limit.
+
+            Computed only when a head may be large: when it did not arrive in one read, or
+            arrived in a read larger than the limit; a whole head in one small read (nearly
+            every request) costs nothing here. ``_head_raw`` also bounds a single header that
+            never ends, which the parser holds until it is complete."""
+            size = len(self.url) + sum(len(n) + len(v) for n, v in self.headers)
+            return size > max_head_bytes or self._head_raw > 2 * max_head_bytes + 65536
 
         def _cancel(self) -> None:
             if self._deadline is not None:
