@@ -96,6 +96,9 @@ def _huge(shape: list[int]) -> tuple[bytes, str]:
 @given(binary_requests())
 @example(_huge([2**32, 2**32]))  # int64 product wraps to 0: found by hand, kept as a case
 @example(_huge([2**62, 4]))
+@example((b'{"inputs": [], "outputs": true}', None))  # found by the search: was a 500
+@example((b'{"inputs": [], "parameters": [1]}', None))
+@example((b'{"inputs": [], "outputs": [{"name": "y", "parameters": "a"}]}', None))
 def test_open_inference_codec_only_raises_input_errors(request: tuple[bytes, str | None]) -> None:
     body, length = request
     try:

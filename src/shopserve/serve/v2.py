@@ -49,13 +49,24 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[dict[str, np
     if offset != len(binary):
         raise InputError(f"binary data is {len(binary)} bytes but the inputs' binary_data_size "
                          f"add up to {offset}")
-    params = request.get("parameters") or {}
+    params = _parameters(request, "request")
     wanted: dict[str, bool] = {"": bool(params.get("binary_data_output", False))}
-    for out in request.get("outputs") or []:
+    outputs = request.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise InputError(f"'outputs' must be a list, got {type(outputs).__name__}")
+    for out in outputs:
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
             raise InputError("each entry of 'outputs' needs a 'name'")
-        wanted[out["name"]] = bool((out.get("parameters") or {}).get("binary_data", wanted[""]))
+        out_params = _parameters(out, f"output {out['name']!r}")
+        wanted[out["name"]] = bool(out_params.get("binary_data", wanted[""]))
     return inputs, wanted, request.get("id")
+
+
+def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
+    params = holder.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InputError(f"{what} 'parameters' must be an object, got {type(params).__name__}")
+    return params
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -83,7 +94,7 @@ def _decode_input(spec: dict[str, Any], binary: bytes, offset: int,
         raise InputError(f"input {name!r}: unknown datatype {datatype!r}; expected one of "
                          f"{sorted(V2_TO_NUMPY)}")
     count = math.prod(shape)  # Python ints: a huge shape cannot wrap round to a small count
-    size = (spec.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(spec, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise InputError(f"input {name!r}: binary_data_size {size!r} runs past the "
