@@ -102,3 +102,36 @@ def test_trigram_coverage_survives_a_typo_that_bm25_misses() -> None:
     column = FEATURE_NAMES.index("trigram_coverage")
     assert index.scores("toliet").tolist() == [0.0, 0.0]
     assert feats[0, column] > 0.3 > feats[1, column] >= 0.0
+
+
+def test_a_batch_of_queries_scores_like_each_query_alone_bit_for_bit() -> None:
+    from shopserve.data import DemoShopSpec, generate_demo_shop
+
+    shop = generate_demo_shop(DemoShopSpec(seed=7, products=300, queries=60))
+    titles = [str(t) for t in shop.catalog.column("title").to_pylist()]
+    index = BM25Index(titles)
+    queries = [str(q) for q in dict.fromkeys(shop.judgments.column("query").to_pylist())]
+    queries += ["drill drill DRILLS", "zzzz", "!!!", titles[3], "a", queries[0]]
+    batch = index.scores_batch(queries)
+    assert batch.shape == (len(queries), len(titles)) and batch.dtype == np.float64
+    for row, query in zip(batch, queries, strict=True):
+        np.testing.assert_array_equal(row, index.scores(query), err_msg=query)
+    assert index.scores_batch(["zzzz", "!!!"]).tolist() == [[0.0] * len(titles)] * 2
+
+
+@pytest.mark.parametrize("n", [1, 3, 5, 40])
+def test_top_n_sets_are_top_n_row_by_row_ties_at_the_cut_included(n: int) -> None:
+    from shopserve.models.search.bm25 import top_n_sets
+
+    rng = np.random.default_rng(n)
+    scores = rng.integers(-2, 4, size=(9, 60)).astype(np.float64)  # many ties, some negatives
+    scores[2] = 0.0  # no positive entry
+    scores[3, :] = -1.0
+    scores[4, : n // 2] = 1.0  # fewer positives than n
+    scores[4, n // 2 :] = 0.0
+    rows, cols = top_n_sets(scores, n)
+    assert np.all(np.diff(rows) >= 0)
+    for r, row in enumerate(scores):
+        want = top_n(row, n, positive_only=True)[0]
+        got = cols[rows == r]
+        assert got.tolist() == sorted(want.tolist()), (r, n)

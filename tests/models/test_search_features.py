@@ -92,3 +92,46 @@ def test_encoder_runs_unpadded_length_groups_in_the_callers_order(tmp_path: Path
     alone = np.concatenate([encoder.model.run(tokenizer([t]))[EMBEDDING_OUTPUT] for t in texts])
     for batch_size in (1, 3, 64):
         np.testing.assert_allclose(encoder.encode(texts, batch_size), alone, atol=1e-6)
+
+
+def test_a_batch_of_queries_gets_the_rows_each_query_gets_alone(
+    catalog: tuple[list[str], list[str]]
+) -> None:
+    titles, queries = catalog
+    index = BM25Index(titles)
+    features = TitleFeatures(titles, index)
+    rng = np.random.default_rng(1)
+    batch = [*queries[:20], "!!!", "toliet seat", "zzzz qqqq", titles[0], queries[0]]
+    cands = [np.unique(rng.integers(0, len(titles), size=int(rng.integers(0, 80))))
+             for _ in batch]
+    cands[3] = np.zeros(0, dtype=np.int64)  # a query without candidates
+    bounds = np.concatenate([[0], np.cumsum([len(c) for c in cands])])
+    docs = np.concatenate(cands).astype(np.int64)
+    bm25 = np.concatenate([index.scores(q)[c] for q, c in zip(batch, cands, strict=True)])
+    cosine = rng.normal(size=len(docs)).astype(np.float32)
+    got = features.pairs_batch(batch, bounds, docs, bm25, cosine)
+    for i, query in enumerate(batch):
+        a, b = bounds[i], bounds[i + 1]
+        want = reference_pairs(titles, index, query, docs[a:b], bm25[a:b], cosine[a:b])
+        np.testing.assert_array_equal(got[a:b], want, err_msg=query)
+
+
+def test_bitmap_and_scan_agree_for_lists_in_any_order(
+    catalog: tuple[list[str], list[str]]
+) -> None:
+    from shopserve.models.search.features import SetRows
+
+    titles, queries = catalog
+    sets = [trigrams(t) for t in titles]
+    mapped, scanned = SetRows(sets), SetRows(sets, bitmap_bytes=0)
+    assert mapped.bits is not None and scanned.bits is None
+    rng = np.random.default_rng(2)
+    wanted = [sorted(trigrams(q)) for q in queries[:12]] + [[], ["zzz", "qqq"]]
+    owners = rng.integers(0, len(wanted), size=400)  # unsorted, repeated documents
+    docs = rng.integers(0, len(titles), size=400)
+    got = mapped.present_batch(owners, docs, wanted)
+    np.testing.assert_array_equal(got, scanned.present_batch(owners, docs, wanted))
+    for p, (owner, doc) in enumerate(zip(owners, docs, strict=True)):
+        want = [item in sets[doc] for item in wanted[owner]]
+        assert got[p, : len(want)].tolist() == want
+        assert not got[p, len(want) :].any()

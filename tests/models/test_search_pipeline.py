@@ -199,3 +199,54 @@ def test_serving_needs_neither_torch_nor_transformers(trained: TrainedModel) -> 
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"hits": 3, "heavy": []}
+
+
+def one_query_at_a_time(
+    pipe: SearchPipeline, queries: list[str], k: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+    """Candidates and ranking by their per-query definition (what the batched code replaced):
+    BM25 of each query alone, its top ``candidates`` ∪ its ANN neighbours, its features."""
+    from shopserve.models.search.bm25 import top_n
+    from shopserve.models.search.reranker import RERANK_INPUT, RERANK_OUTPUT
+
+    embedded = pipe.encode(queries)
+    n = pipe.settings.candidates
+    ann_ids, _ = pipe.index.query(embedded, n, pipe.settings.ef_search)
+    found = []
+    for query, vector, dense in zip(queries, embedded, ann_ids, strict=True):
+        bm25_all = pipe.bm25.scores(query)
+        lexical, _ = top_n(bm25_all, n, positive_only=True)
+        cands = np.unique(np.concatenate([dense[dense >= 0], lexical]))
+        cosine = pipe.vectors[cands] @ vector
+        found.append((cands, pipe.title_features.pairs(query, cands, bm25_all[cands], cosine)))
+    flat = pipe.reranker.run({RERANK_INPUT: np.concatenate([f for _, f in found])})[RERANK_OUTPUT]
+    ranked, start = [], 0
+    for cands, _ in found:
+        order, values = top_n(flat[start : start + len(cands)], min(k, len(cands)))
+        start += len(cands)
+        ranked.append((cands[order], values))
+    return found, ranked
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 3])
+def test_a_batch_gives_what_each_query_gives_alone_bit_for_bit(
+    pipe: SearchPipeline, monkeypatch: pytest.MonkeyPatch, chunk_rows: int | None
+) -> None:
+    import shopserve.models.search.pipeline as pipeline
+
+    if chunk_rows is not None:  # the batch is taken in chunks of this many queries
+        monkeypatch.setattr(pipeline, "CHUNK_CELLS", chunk_rows * len(pipe.titles))
+    queries = [pipe.titles[i] for i in range(0, 200, 9)]
+    queries += ["drill", "zzzz qqqq", "the", "white", pipe.titles[5], "cordless drill drill"]
+    assert pipe.settings.candidates < len(pipe.titles)  # so that BM25 cuts some queries
+    found, ranked = one_query_at_a_time(pipe, queries, 20)
+    got = pipe.candidates(queries)
+    assert len(got) == len(found)
+    for (docs, feats), (want_docs, want_feats) in zip(got, found, strict=True):
+        np.testing.assert_array_equal(docs, want_docs)
+        np.testing.assert_array_equal(feats, want_feats)
+    for (docs, scores), (want_docs, want_scores) in zip(
+        pipe.rank(queries, 20), ranked, strict=True
+    ):
+        np.testing.assert_array_equal(docs, want_docs)
+        np.testing.assert_array_equal(scores, want_scores)

@@ -1,7 +1,8 @@
 """Okapi BM25 over product titles, in numpy: the lexical retriever and a re-ranker feature.
 
 Postings are stored per term with their BM25 weight precomputed, so scoring a query is one
-scatter-add per query term over the documents that contain it.
+scatter-add per query term over the documents that contain it, and scoring a batch of queries is
+one ``bincount`` over all their postings (a sparse query-term × term-document product).
 """
 
 from __future__ import annotations
@@ -68,6 +69,30 @@ class BM25Index:
             out[self.doc_ids[start:end]] += qtf * self.weights[start:end]
         return out
 
+    def scores_batch(self, queries: Sequence[str]) -> np.ndarray:
+        """``(len(queries), size)`` float64: row ``i`` is ``scores(queries[i])``, bit for bit.
+
+        One ``bincount`` over the postings of every query's terms. Each cell's contributions
+        are added in the order ``scores`` adds them (query terms in first-seen order, from
+        0.0), so the sums round the same way.
+        """
+        cells: list[np.ndarray] = []
+        weights: list[np.ndarray] = []
+        for row, query in enumerate(queries):
+            base = row * self.size
+            for term, qtf in Counter(analyze(query)).items():
+                i = self.vocab.get(term)
+                if i is None:
+                    continue
+                start, end = self.indptr[i], self.indptr[i + 1]
+                cells.append(self.doc_ids[start:end] + base)
+                weights.append(qtf * self.weights[start:end])
+        total = len(queries) * self.size
+        if not cells:
+            return np.zeros((len(queries), self.size), dtype=np.float64)
+        flat = np.bincount(np.concatenate(cells), np.concatenate(weights), minlength=total)
+        return flat.reshape(len(queries), self.size)
+
     def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices and scores of the ``n`` best documents with a positive score, best first."""
         scores = self.scores(query)
@@ -83,6 +108,28 @@ def top_n(scores: np.ndarray, n: int, positive_only: bool = False) -> tuple[np.n
     order = np.lexsort((candidates, -scores[candidates]))
     picked = candidates[order]
     return picked, scores[picked]
+
+
+def top_n_sets(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, columns)`` of each row's ``top_n(row, n, positive_only=True)`` entries, by row.
+
+    The same entries as ``top_n`` row by row, ties at the cut included (a row with more than
+    ``n`` positive entries is cut by the same ``argpartition`` call on the same values); within
+    a row the columns come in ascending order, not best first.
+    """
+    rows, cols = np.nonzero(scores > 0)
+    counts = np.bincount(rows, minlength=scores.shape[0])
+    over = np.flatnonzero(counts > n)
+    if not over.size:
+        return rows, cols
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    keep = np.ones(cols.size, dtype=bool)
+    for row in over:
+        start, end = bounds[row], bounds[row + 1]
+        part = np.argpartition(-scores[row, cols[start:end]], n - 1)[:n]
+        keep[start:end] = False
+        keep[start + part] = True
+    return rows[keep], cols[keep]
 
 
 def idf_of(index: BM25Index, term: str) -> float:

@@ -1,8 +1,9 @@
 """Features of (query, candidate product) pairs that the learned re-ranker scores.
 
 Each title's analyzed terms and character 3-grams are interned once per catalog into id arrays
-(CSR rows), so a query's features for all its candidates are a few numpy gathers rather than a
-Python loop that re-analyzed every candidate title per query (which cost more than the encoder).
+(CSR rows), so the features of a whole batch of queries and all their candidates are a few numpy
+gathers rather than a Python loop that re-analyzed every candidate title per query (which cost
+more than the encoder). Only the query side (analyzing ~10 words) is Python per query.
 """
 
 from __future__ import annotations
@@ -31,10 +32,19 @@ def trigrams(text: str) -> set[str]:
     return {f" {w} "[i : i + 3] for w in analyze(text) for i in range(len(w))}
 
 
-class SetRows:
-    """One set of strings per document, interned to int32 ids in CSR form."""
+BITMAP_BYTES = 64 << 20  # the most a SetRows spends on its item x document bitmap
 
-    def __init__(self, sets: Iterable[Iterable[str]]) -> None:
+
+class SetRows:
+    """One set of strings per document, interned to int32 ids in CSR form.
+
+    Up to ``bitmap_bytes``, also an item-major bitmap (bit ``d`` of row ``i``: document ``d``
+    holds item ``i``), so that asking whether candidates hold a query's items costs one lookup
+    per (candidate, query item) instead of a pass over every item of every candidate (a title
+    holds ~50 3-grams, a query ~16). Larger catalogs fall back to that pass.
+    """
+
+    def __init__(self, sets: Iterable[Iterable[str]], bitmap_bytes: int = BITMAP_BYTES) -> None:
         self.vocab: dict[str, int] = {}
         ids: list[int] = []
         indptr = [0]
@@ -43,23 +53,107 @@ class SetRows:
             indptr.append(len(ids))
         self.ids = np.asarray(ids, dtype=np.int32)
         self.indptr = np.asarray(indptr, dtype=np.int64)
+        size = len(indptr) - 1
+        stride = (size + 7) // 8  # bytes per item row: one bit per document
+        self.bits: np.ndarray | None = None
+        if len(self.vocab) * stride <= bitmap_bytes:
+            docs = np.repeat(np.arange(size), np.diff(self.indptr))
+            bits = np.zeros((len(self.vocab), stride), dtype=np.uint8)
+            np.bitwise_or.at(bits, (self.ids, docs >> 3), (1 << (docs & 7)).astype(np.uint8))
+            self.bits = bits
 
     def present(self, docs: np.ndarray, wanted: Sequence[str]) -> np.ndarray:
         """``(len(docs), len(wanted))`` bool: does document ``docs[r]`` hold ``wanted[j]``."""
-        out = np.zeros((len(docs), len(wanted) + 1), dtype=bool)
-        column = np.zeros(len(self.vocab), dtype=np.intp)  # 0: an item the query lacks
-        for j, item in enumerate(wanted):
-            i = self.vocab.get(item)
-            if i is not None:
-                column[i] = j + 1
-        if not len(docs) or not column.any():
+        return self.present_batch(np.zeros(len(docs), dtype=np.intp), docs, [wanted])
+
+    def present_batch(
+        self, owners: np.ndarray, docs: np.ndarray, wanted: Sequence[Sequence[str]]
+    ) -> np.ndarray:
+        """``(len(docs), longest wanted)`` bool: does ``docs[p]`` hold ``wanted[owners[p]][j]``.
+
+        Columns past a list's length are False.
+        """
+        width = max((len(items) for items in wanted), default=0)
+        out = np.zeros((len(docs), width + 1), dtype=bool)
+        if not len(docs) or not width:
             return out[:, 1:]
-        starts, ends = self.indptr[docs], self.indptr[docs + 1]
-        lengths = ends - starts
-        rows = np.repeat(np.arange(len(docs)), lengths)
-        flat = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        out[rows, column[self.ids[flat + np.repeat(starts, lengths)]]] = True
+        owners = np.asarray(owners, dtype=np.intp)
+        docs = np.asarray(docs, dtype=np.int64)
+        if self.bits is not None:
+            self._lookup(out, owners, docs, wanted)
+        else:
+            self._scan(out, owners, docs, wanted)
         return out[:, 1:]
+
+    def _lookup(self, out: np.ndarray, owners: np.ndarray, docs: np.ndarray,
+                wanted: Sequence[Sequence[str]]) -> None:
+        """Fill ``out[:, 1:]`` from the bitmap, a block of (list's items x its pairs) per list."""
+        assert self.bits is not None
+        order = np.argsort(owners, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(owners, minlength=len(wanted)))])
+        for r, items in enumerate(wanted):
+            known = [(j + 1, i) for j, item in enumerate(items)
+                     if (i := self.vocab.get(item)) is not None]
+            if not known or bounds[r] == bounds[r + 1]:
+                continue
+            pairs = order[bounds[r] : bounds[r + 1]]
+            held = self.bits[[i for _, i in known]][:, docs[pairs] >> 3]
+            held >>= (docs[pairs] & 7).astype(np.uint8)
+            out[pairs[:, None], [j for j, _ in known]] = (held & 1).T
+
+    def _scan(self, out: np.ndarray, owners: np.ndarray, docs: np.ndarray,
+              wanted: Sequence[Sequence[str]]) -> None:
+        """Fill ``out[:, 1:]`` by one pass over every item of every document.
+
+        Each item any list wants gets a slot; ``by_id`` maps a vocabulary id to it (0: no list
+        wants it) and ``column[list, slot]`` to the item's column in that list (0: that list
+        lacks it), so one gather over the documents' ids answers for every pair at once.
+        """
+        slots: dict[int, int] = {}
+        owner, slot, col = [], [], []
+        for r, items in enumerate(wanted):
+            for j, item in enumerate(items):
+                i = self.vocab.get(item)
+                if i is not None:
+                    owner.append(r)
+                    slot.append(slots.setdefault(i, len(slots) + 1))
+                    col.append(j + 1)
+        if not slots:
+            return
+        by_id = np.zeros(len(self.vocab), dtype=np.intp)
+        by_id[np.fromiter(slots, dtype=np.intp, count=len(slots))] = np.arange(1, len(slots) + 1)
+        column = np.zeros((len(wanted), len(slots) + 1), dtype=np.intp)
+        column[owner, slot] = col
+        starts = self.indptr[docs]
+        lengths = self.indptr[docs + 1] - starts
+        ends = np.cumsum(lengths)
+        total = int(ends[-1])
+        if not total:
+            return
+        # positions of every document's ids in ``self.ids``, one run per document: +1 steps,
+        # and a jump from a run's last id to the next (non-empty) run's first
+        full = np.flatnonzero(lengths)
+        first, last = starts[full], starts[full] + lengths[full] - 1
+        flat = np.ones(total, dtype=np.int64)
+        flat[0] = first[0]
+        flat[(ends - lengths)[full[1:]]] = first[1:] - last[:-1]
+        np.cumsum(flat, out=flat)
+        found = by_id[self.ids[flat]]
+        hits = np.flatnonzero(found)
+        pair = np.searchsorted(ends, hits, side="right")
+        out[pair, column[owners[pair], found[hits]]] = True
+
+
+class QueryText:
+    """The query side of the pair features, computed once per query."""
+
+    def __init__(self, query: str, bm25: BM25Index) -> None:
+        analyzed = analyze(query)
+        self.terms = sorted(set(analyzed))
+        self.idf = [idf_of(bm25, t) for t in self.terms]
+        self.idf_total = sum(self.idf) or 1.0  # summed in term order, as before
+        self.phrase = " " + " ".join(analyzed) + " "
+        self.grams = sorted(trigrams(query))
 
 
 class TitleFeatures:
@@ -77,29 +171,62 @@ class TitleFeatures:
         self, query: str, candidates: np.ndarray, bm25: np.ndarray, cosine: np.ndarray
     ) -> np.ndarray:
         """``(len(candidates), len(FEATURE_NAMES))`` float32 for one query."""
+        bounds = np.array([0, len(candidates)], dtype=np.int64)
+        return self.pairs_batch([query], bounds, candidates, bm25, cosine)
+
+    def pairs_batch(
+        self, queries: Sequence[str], bounds: np.ndarray, candidates: np.ndarray,
+        bm25: np.ndarray, cosine: np.ndarray,
+    ) -> np.ndarray:
+        """The rows of ``pairs`` for every query, stacked: query ``i`` owns candidate rows
+        ``bounds[i]:bounds[i + 1]`` (``bm25`` and ``cosine`` are per candidate row).
+
+        Bit for bit what ``pairs`` gives one query at a time: the per-query maxima and sums are
+        taken in the same order and the same dtypes.
+        """
         candidates = np.asarray(candidates, dtype=np.int64)
-        terms = sorted(set(analyze(query)))
-        phrase = " " + " ".join(analyze(query)) + " "
-        grams = sorted(trigrams(query))
+        bm25, cosine = np.asarray(bm25), np.asarray(cosine)
+        counts = np.diff(bounds)
+        owners = np.repeat(np.arange(len(queries)), counts)
+        texts = [QueryText(q, self.bm25) for q in queries]
         out = np.zeros((len(candidates), len(FEATURE_NAMES)), dtype=np.float32)
-        best_bm25 = float(bm25.max()) if bm25.size and bm25.max() > 0 else 1.0
+        if not len(candidates):
+            return out
+        filled = counts > 0
+        best_bm25 = np.full(len(queries), -np.inf)
+        np.maximum.at(best_bm25, owners, bm25)  # max is exact in any order
+        # (a Python float divisor: it takes the scores' precision)
+        best_bm25 = np.where(filled & (best_bm25 > 0), best_bm25, 1.0).astype(bm25.dtype)
+        best_cos = np.full(len(queries), -np.inf, dtype=cosine.dtype)
+        np.maximum.at(best_cos, owners, cosine)
         out[:, 0] = bm25
-        out[:, 1] = bm25 / best_bm25
+        out[:, 1] = bm25 / best_bm25[owners]
         out[:, 2] = cosine
-        out[:, 3] = cosine - (cosine.max() if cosine.size else 0.0)
-        if terms:
-            has = self.terms.present(candidates, terms)
+        out[:, 3] = cosine - best_cos[owners]
+        n_terms = np.array([len(t.terms) for t in texts], dtype=np.int64)
+        if n_terms.any():
+            has = self.terms.present_batch(owners, candidates, [t.terms for t in texts])
             hits = has.sum(axis=1)
-            out[:, 4] = hits / len(terms)
-            idf = [idf_of(self.bm25, t) for t in terms]
+            own_terms = n_terms[owners]
+            with_terms = own_terms > 0
+            out[with_terms, 4] = hits[with_terms] / own_terms[with_terms]
+            idf = np.zeros((len(queries), has.shape[1]), dtype=np.float64)
+            for i, text in enumerate(texts):
+                idf[i, : len(text.idf)] = text.idf
             weighted = np.zeros(len(candidates), dtype=np.float64)
-            for j, value in enumerate(idf):  # summed in term order, as a Python sum would
-                weighted += np.where(has[:, j], value, 0.0)
-            out[:, 5] = weighted / (sum(idf) or 1.0)
+            for j in range(has.shape[1]):  # summed in term order, as a Python sum would
+                weighted += np.where(has[:, j], idf[owners, j], 0.0)
+            total = np.array([t.idf_total for t in texts], dtype=np.float64)
+            out[with_terms, 5] = weighted[with_terms] / total[owners[with_terms]]
             # the phrase holds every query term as a whole word: only full-coverage titles
-            for row in np.flatnonzero(hits == len(terms)):
+            for row in np.flatnonzero(with_terms & (hits == own_terms)):
+                phrase = texts[owners[row]].phrase
                 out[row, 6] = float(phrase in self.joined[candidates[row]])
-        if grams:
-            out[:, 8] = self.grams.present(candidates, grams).sum(axis=1) / len(grams)
+        n_grams = np.array([len(t.grams) for t in texts], dtype=np.int64)
+        if n_grams.any():
+            grams = self.grams.present_batch(owners, candidates, [t.grams for t in texts])
+            own_grams = n_grams[owners]
+            with_grams = own_grams > 0
+            out[with_grams, 8] = grams.sum(axis=1)[with_grams] / own_grams[with_grams]
         out[:, 7] = self.log_len[candidates]
         return out

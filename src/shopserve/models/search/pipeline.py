@@ -5,7 +5,9 @@ Built from a version's verified artifacts; runs on ONNX Runtime, numpy and voyag
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pyarrow.parquet as pq
 from shopserve.errors import InputError, IntegrityError, NotFoundError, SpecError
 from shopserve.models.base import Hit
 from shopserve.models.search.ann import VectorIndex
-from shopserve.models.search.bm25 import BM25Index, top_n
+from shopserve.models.search.bm25 import BM25Index, top_n, top_n_sets
 from shopserve.models.search.encoder import TextEncoder
 from shopserve.models.search.features import FEATURE_NAMES, TitleFeatures
 from shopserve.models.search.reranker import RERANK_INPUT, RERANK_OUTPUT
@@ -25,7 +27,21 @@ from shopserve.models.search.tokenizer import QueryTokenizer
 from shopserve.runtime.onnx import OnnxModel, SessionSettings
 from shopserve.types import ModelKind, ModelSignature
 
+CHUNK_CELLS = 1 << 22  # BM25 scores (float64) held at once: queries x catalog products
+
 ARTIFACTS = ("tokenizer.json", "catalog.parquet", "embeddings.npy", "index.hnsw", "reranker.onnx")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A batch's candidates, stacked: query ``i`` owns rows ``bounds[i]:bounds[i + 1]``."""
+
+    bounds: np.ndarray
+    docs: np.ndarray  # catalog indices, ascending within a query
+    features: np.ndarray  # (rows, len(FEATURE_NAMES)) float32
+
+    def spans(self) -> Iterator[tuple[int, int]]:
+        return ((int(a), int(b)) for a, b in itertools.pairwise(self.bounds))
 
 
 class SearchPipeline:
@@ -106,30 +122,56 @@ class SearchPipeline:
 
     def candidates(self, queries: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query: catalog indices from ANN ∪ BM25, and their re-ranker feature rows."""
-        embedded = self.encode(queries)
-        n = self.settings.candidates
-        ann_ids, _ = self.index.query(embedded, n, self.settings.ef_search)
-        out = []
-        for query, vector, dense in zip(queries, embedded, ann_ids, strict=True):
-            bm25_all = self.bm25.scores(query)
-            lexical, _ = top_n(bm25_all, n, positive_only=True)
-            cands = np.unique(np.concatenate([dense[dense >= 0], lexical]))
-            cosine = self.vectors[cands] @ vector
-            out.append((cands, self.title_features.pairs(query, cands, bm25_all[cands], cosine)))
-        return out
+        found = self._candidates(queries)
+        return [(found.docs[a:b], found.features[a:b]) for a, b in found.spans()]
 
     def rank(self, queries: list[str], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Catalog indices and re-ranker scores of the top ``k`` per query."""
-        found = self.candidates(queries)
-        feed = {RERANK_INPUT: np.concatenate([features for _, features in found])}
-        flat = self.reranker.run(feed)[RERANK_OUTPUT]
-        out, start = [], 0
-        for cands, _ in found:
-            own = flat[start : start + len(cands)]
-            start += len(cands)
-            order, values = top_n(own, min(k, len(cands)))
-            out.append((cands[order], values))
+        found = self._candidates(queries)
+        flat = self.reranker.run({RERANK_INPUT: found.features})[RERANK_OUTPUT]
+        out = []
+        for a, b in found.spans():
+            order, values = top_n(flat[a:b], min(k, b - a))
+            out.append((found.docs[a + order], values))
         return out
+
+    def _candidates(self, queries: list[str]) -> Candidates:
+        """Candidates and feature rows of every query, in chunks of rows × catalog cells."""
+        embedded = self.encode(queries)
+        n = self.settings.candidates
+        ann_ids, _ = self.index.query(embedded, n, self.settings.ef_search)
+        step = max(1, CHUNK_CELLS // self.bm25.size)
+        parts = [self._chunk(queries[i : i + step], embedded[i : i + step], ann_ids[i : i + step])
+                 for i in range(0, len(queries), step)]
+        if len(parts) == 1:
+            return parts[0]
+        counts = np.concatenate([np.diff(p.bounds) for p in parts])
+        return Candidates(np.concatenate([[0], np.cumsum(counts)]),
+                          np.concatenate([p.docs for p in parts]),
+                          np.concatenate([p.features for p in parts]))
+
+    def _chunk(self, queries: list[str], embedded: np.ndarray, ann_ids: np.ndarray) -> Candidates:
+        """One batch at once: BM25 as one sparse product, the union of each query's ANN and
+        BM25 top ``candidates`` as one boolean matrix, features over every pair together.
+
+        The same candidates and feature rows, bit for bit, as taking the queries one at a time
+        (``tests/models/test_search_pipeline.py`` compares them).
+        """
+        bm25 = self.bm25.scores_batch(queries)
+        lex_rows, lex_docs = top_n_sets(bm25, self.settings.candidates)
+        chosen = np.zeros(bm25.shape, dtype=bool)
+        dense_rows, dense_cols = np.nonzero(ann_ids >= 0)
+        chosen[dense_rows, ann_ids[dense_rows, dense_cols]] = True
+        chosen[lex_rows, lex_docs] = True
+        owners, docs = np.nonzero(chosen)  # by query, then by catalog index (np.unique's order)
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(owners, minlength=len(queries)))])
+        vectors = self.vectors[docs]
+        cosine = np.empty(len(docs), dtype=np.float32)
+        for row, (a, b) in enumerate(itertools.pairwise(bounds)):
+            cosine[a:b] = vectors[a:b] @ embedded[row]  # a matrix-vector product per query
+        features = self.title_features.pairs_batch(queries, bounds, docs, bm25[owners, docs],
+                                                   cosine)
+        return Candidates(bounds, docs, features)
 
     def bm25_only(self, queries: list[str], k: int) -> list[np.ndarray]:
         return [top_n(self.bm25.scores(q), k, positive_only=True)[0] for q in queries]
