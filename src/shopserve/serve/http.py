@@ -6,6 +6,7 @@ ranking request costs as little as the HTTP layer itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -24,7 +25,7 @@ from shopserve.errors import InputError, PayloadTooLargeError, ShopserveError, U
 from shopserve.monitor import requests as request_monitor
 from shopserve.serve.access import AccessPolicy
 from shopserve.serve.admission import ADMITTED_PREFIXES, AdmissionPolicy
-from shopserve.serve.dataplane import DataPlane
+from shopserve.serve.dataplane import Answer, DataPlane
 
 log = logging.getLogger("shopserve.serve")
 MAX_ROWS = 1000
@@ -56,6 +57,19 @@ class JsonResponse(Response):
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return JsonResponse(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status, headers)
+
+
+def answer_response(answer: Answer, fields: dict[str, Any]) -> Response:
+    """``answer``'s envelope (who answered, how) followed by ``fields``, as one JSON object."""
+    rest = orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY)
+    return JsonResponse(_envelope(answer.model, answer.version, answer.fallback, answer.cached)
+                        + rest[1:])
+
+
+@functools.lru_cache(maxsize=1024)
+def _envelope(model: str, version: int, fallback: str | None, cached: bool) -> bytes:
+    """The envelope as the start of a JSON object, up to and including the comma after it."""
+    return orjson.dumps(Answer(None, model, version, fallback, cached).envelope())[:-1] + b","
 
 
 def error_response(exc: ShopserveError) -> Response:
@@ -161,7 +175,7 @@ class DomainRoutes:
             raise InputError(f"'candidates' has {len(rows)} rows; at most {MAX_ROWS} per request")
         answer = await self.plane.answer(self._model(data, "rank"), "rank", rows, len(rows),
                                          _timeout(data))
-        return json_response({**answer.envelope(), "scores": answer.result})
+        return answer_response(answer, {"scores": answer.result})
 
     async def search(self, data: dict[str, Any]) -> Response:
         query = data.get("query")
@@ -174,7 +188,7 @@ class DomainRoutes:
         answer = await self.plane.answer(self._model(data, "search"), "search",
                                          (query, k + len(exclude)), 1, _timeout(data))
         hits = [h for h in answer.result if h["product_id"] not in exclude][:k]
-        return json_response({**answer.envelope(), "query": query, "hits": hits})
+        return answer_response(answer, {"query": query, "hits": hits})
 
     async def recommend(self, data: dict[str, Any]) -> Response:
         customer = data.get("customer")
@@ -185,7 +199,7 @@ class DomainRoutes:
         answer = await self.plane.answer(self._model(data, "recommend"), "recommend",
                                          (customer, k + len(exclude)), 1, _timeout(data))
         items = [h for h in answer.result if h["product_id"] not in exclude][:k]
-        return json_response({**answer.envelope(), "customer": customer, "items": items})
+        return answer_response(answer, {"customer": customer, "items": items})
 
     def handlers(self) -> dict[str, BodyHandler]:
         """Each operation's handler of a parsed request body, by path."""
