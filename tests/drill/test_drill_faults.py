@@ -114,6 +114,8 @@ def test_overload_spike_offers_five_times_the_measured_capacity(
     assert checks(journal)["spike offered 5× capacity"] == (detail["offered_x_capacity"] >= 4.5)
     assert detail["spike_refused"] > 0 and detail["spike_answered"] > 0, detail
     assert detail["spike_refusals"]["p99_ms"] > 0 and detail["spike_admitted"]["p99_ms"] > 0
+    # connections opened a few per ms over one send period, not all at once (bursts)
+    assert 1 <= detail["h2load_opened_per_ms"] <= detail["h2load_connections"]
     wins = ext["windows"]
     assert wins["fault"]["rejected"] >= detail["spike_refused"]  # h2load's records are merged
     assert ext["requests_rejected"] == wins["fault"]["rejected"] + wins["baseline"]["rejected"] \

@@ -116,7 +116,8 @@ class Overload(Fault):
         plan = plan_spike(max(target - self._base_rate, 1.0), s.connection_rps, s.max_connections)
         self.detail.update(target_rps=round(target, 1), h2load_rps=round(plan.rate, 1),
                            h2load_connections=plan.connections,
-                           h2load_rps_per_connection=round(plan.rps_per_connection, 3))
+                           h2load_rps_per_connection=round(plan.rps_per_connection, 3),
+                           h2load_opened_per_ms=plan.opened_per_ms)
         self._process = SpikeProcess(self._request, plan, s.duration_s)
 
     def undo(self, ctx: FaultContext) -> None:
