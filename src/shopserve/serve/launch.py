@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shopserve.serve.spec import DeploymentSpec
+
+log = logging.getLogger("shopserve.serve")
+# set by tools that start a deployment as their child (ShopserveProcess: tests, drills)
+STOP_WITH_PARENT_ENV = "SHOPSERVE_STOP_WITH_PARENT"
 
 if TYPE_CHECKING:
     import uvicorn
@@ -54,6 +59,8 @@ async def _main(spec: DeploymentSpec, base: Path, on_ready: Callable[[str], None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    orphan_watch = (loop.create_task(_stop_when_orphaned(stop))
+                    if os.environ.get(STOP_WITH_PARENT_ENV) == "1" else None)
     control_sock = socket.socket()
     control_sock.bind(("127.0.0.1", 0))
     control_url = f"http://127.0.0.1:{control_sock.getsockname()[1]}"
@@ -83,12 +90,24 @@ async def _main(spec: DeploymentSpec, base: Path, on_ready: Callable[[str], None
             task.cancel()
     else:
         start.cancel()
+    if orphan_watch is not None:
+        orphan_watch.cancel()
     await sup.stop()
     control.should_exit = True
     await control_task
     if admin is not None and admin_task is not None:
         admin.should_exit = True
         await admin_task
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """Drain and stop when the process that started this one is gone (a test or a drill that
+    was killed): a deployment a tool started must not outlive it."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
+    log.warning("the process that started this deployment (%d) is gone; stopping", parent)
+    stop.set()
 
 
 def _admin_server(spec: DeploymentSpec, api: ControlApi,
