@@ -193,12 +193,14 @@ class TitleFeatures:
         if not len(candidates):
             return out
         filled = counts > 0
-        best_bm25 = np.full(len(queries), -np.inf)
-        np.maximum.at(best_bm25, owners, bm25)  # max is exact in any order
-        # (a Python float divisor: it takes the scores' precision)
-        best_bm25 = np.where(filled & (best_bm25 > 0), best_bm25, 1.0).astype(bm25.dtype)
-        best_cos = np.full(len(queries), -np.inf, dtype=cosine.dtype)
-        np.maximum.at(best_cos, owners, cosine)
+        firsts = bounds[:-1][filled]  # each non-empty query's first row (rows are by query)
+        # each query's best BM25 (1.0 if none is positive), in the scores' dtype as the Python
+        # float divisor of one query at a time was; and its best cosine
+        best_bm25 = np.ones(len(queries), dtype=bm25.dtype)
+        top = np.maximum.reduceat(bm25, firsts)
+        best_bm25[filled] = np.where(top > 0, top, 1.0)
+        best_cos = np.zeros(len(queries), dtype=cosine.dtype)
+        best_cos[filled] = np.maximum.reduceat(cosine, firsts)
         out[:, 0] = bm25
         out[:, 1] = bm25 / best_bm25[owners]
         out[:, 2] = cosine
