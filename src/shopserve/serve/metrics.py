@@ -12,6 +12,7 @@ import os
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -20,6 +21,7 @@ from prometheus_client import (
 from shopserve.monitor.buffer import BufferedCounter, BufferedHistogram, flush
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 BATCH_SIZE = Histogram("shopserve_batch_size", "Rows per model call", ["model", "version"],
@@ -37,6 +39,11 @@ VERSION_ERRORS = Counter("shopserve_version_errors", "Model errors per version",
                          ["model", "version"])
 VERSION_CALLS = Counter("shopserve_version_calls", "Model calls per version", ["model", "version"])
 SHADOW = Counter("shopserve_shadow", "Shadow comparisons", ["model", "result"])
+ADMISSION_LIMIT = Gauge("shopserve_admission_limit", "In-flight inference requests the replicas "
+                        "admit now (summed over replicas)",
+                        multiprocess_mode="livesum")
+LOOP_LAG = Histogram("shopserve_loop_lag_seconds", "How late a replica's admission timer fired "
+                     "(its event loop's lag; one per tick, every 2-25 ms)", buckets=LAG_BUCKETS)
 RESTARTS = Counter("shopserve_replica_restarts", "Replicas restarted by the supervisor",
                    ["reason"])
 
@@ -49,6 +56,11 @@ def cache_result(layer: str, result: str) -> BufferedCounter:
 @functools.cache
 def rejected(model: str, reason: str) -> BufferedCounter:
     return BufferedCounter(REJECTED.labels(model, reason))
+
+
+@functools.cache
+def loop_lag() -> BufferedHistogram:
+    return BufferedHistogram(LOOP_LAG, LAG_BUCKETS)
 
 
 @functools.cache

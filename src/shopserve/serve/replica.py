@@ -46,10 +46,12 @@ def make_app(plane: DataPlane, state_path: Path | None) -> ServingApp:
         loop = asyncio.get_running_loop()
         task = loop.create_task(_watch(plane, state_path))
         flusher = loop.create_task(flush_periodically())  # buffered metrics to /metrics
+        plane.admission.start(loop, plane.spec.server.max_loop_lag_ms)  # the limit follows lag
         async with running(monitor):
             yield
         task.cancel()
         flusher.cancel()
+        plane.admission.stop()
         await plane.close()
         flush()  # the last counts of a draining replica
 

@@ -145,6 +145,10 @@ class ServerSpec(_Spec):
     # inference requests in flight per replica; the next gets 429 + Retry-After before its
     # body is read. Default: 2 x the largest max_batch_size (DeploymentSpec.in_flight_limit)
     max_in_flight: int | None = Field(default=None, ge=1, le=100_000)
+    # while the replica refuses and its event loop is later than this, it admits fewer (down to
+    # 1; back up to max_in_flight when the lag is gone): refusals wait for the loop's round.
+    # None: the limit stays max_in_flight
+    max_loop_lag_ms: float | None = Field(default=2.0, gt=0, le=1000)
     tls_cert: Path | None = None  # PEM files; both or neither
     tls_key: Path | None = None
 
