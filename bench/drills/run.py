@@ -90,7 +90,7 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def deployment(home: Path, redis_url: str) -> dict[str, Any]:
+def deployment(home: Path, redis_url: str, max_loop_lag_ms: float | None = 2.0) -> dict[str, Any]:
     reg = Registry.open(home)
     trained = train_ctr(generate_demo_shop(DemoShopSpec.small()), Path(tempfile.mkdtemp()))
     mv = reg.register("ctr", trained.files, trained.kind, signature=trained.signature,
@@ -106,17 +106,23 @@ def deployment(home: Path, redis_url: str) -> dict[str, Any]:
                                              "max_mean_latency_ms": 10.0}}}],
             "replicas": 2, "zones": ["a", "b"], "home": str(home),
             "health": {"interval_s": 0.25, "timeout_s": 0.5, "failures": 2},
-            "cache": {"redis_url": redis_url}, "server": {"max_in_flight": 8}}
+            "cache": {"redis_url": redis_url},
+            "server": {"max_in_flight": 8, "max_loop_lag_ms": max_loop_lag_ms}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drills", default=",".join(GOAL_DRILLS))
     parser.add_argument("--out", type=Path, default=Path("bench/results/drills"))
+    parser.add_argument("--max-loop-lag-ms", default="2",
+                        help="server.max_loop_lag_ms of the deployment; 'none': a fixed "
+                             "in-flight limit (8)")
     args = parser.parse_args()
+    lag = None if args.max_loop_lag_ms == "none" else float(args.max_loop_lag_ms)
     args.out.mkdir(parents=True, exist_ok=True)
     redis_proc, redis_url = start_redis()
-    owned = OwnedDeployment(deployment(Path(tempfile.mkdtemp(prefix="drill-bench-")), redis_url))
+    owned = OwnedDeployment(deployment(Path(tempfile.mkdtemp(prefix="drill-bench-")), redis_url,
+                                  lag))
     rows: list[dict[str, Any]] = []
     try:
         target = owned.start()
