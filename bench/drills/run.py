@@ -114,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drills", default=",".join(GOAL_DRILLS))
     parser.add_argument("--out", type=Path, default=Path("bench/results/drills"))
-    parser.add_argument("--max-loop-lag-ms", default="2",
+    parser.add_argument("--max-loop-lag-ms", default="none",
                         help="server.max_loop_lag_ms of the deployment; 'none': a fixed "
                              "in-flight limit (8)")
     args = parser.parse_args()

@@ -147,8 +147,10 @@ class ServerSpec(_Spec):
     max_in_flight: int | None = Field(default=None, ge=1, le=100_000)
     # while the replica refuses and its event loop is later than this, it admits fewer (down to
     # 1; back up to max_in_flight when the lag is gone): refusals wait for the loop's round.
-    # None: the limit stays max_in_flight
-    max_loop_lag_ms: float | None = Field(default=2.0, gt=0, le=1000)
+    # None (the default): the limit stays max_in_flight. Off by default: in the overload drill
+    # it halved the median refusal time but answered fewer requests, with a worse admitted p99
+    # (docs/drills.md, "Adaptive admission")
+    max_loop_lag_ms: float | None = Field(default=None, gt=0, le=1000)
     tls_cert: Path | None = None  # PEM files; both or neither
     tls_key: Path | None = None
 
