@@ -23,6 +23,7 @@ printed). Results: ``bench/results/search-serve.{md,json}``.
 
     python bench/serve/search.py [--layouts 2x1,1x2] [--rounds 3] [--seconds 5] [--model DIR]
     python bench/serve/search.py --tiny --rounds 1 --seconds 1      # seconds, no torch (tests)
+    python bench/serve/search.py --stages      # only: CPU per query of the pipeline's parts
 """
 
 from __future__ import annotations
@@ -252,6 +253,47 @@ class Offline:
                 proc.kill()
 
 
+def stages(model: Path, queries: list[str], sizes: list[int], repeats: int = 5) -> None:
+    """CPU per query, one thread, of the search pipeline's parts at each batch size: the
+    encoder, and everything after it (``SearchPipeline.search`` with the embeddings computed
+    beforehand), of which the HNSW query. Least of ``repeats`` passes over 512 queries."""
+    import numpy as np
+
+    from shopserve.models.search import SearchPipeline
+    from shopserve.models.search.features import FEATURE_NAMES
+    from shopserve.models.search.train import FILES
+    from shopserve.runtime.onnx import SessionSettings
+
+    config = {"graph": "encoder.onnx", "search": {}, "features": list(FEATURE_NAMES)}
+    pipe = SearchPipeline(config, {name: model / name for name in FILES},
+                          SessionSettings(intra_op_threads=1))
+    sample = queries[:512]
+    known = dict(zip(sample, pipe.encode(sample), strict=True))
+
+    def cpu_us(call: Any, batch: int) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.process_time()
+            for i in range(0, len(sample), batch):
+                call(sample[i : i + batch])
+            best = min(best, time.process_time() - t0)
+        return 1e6 * best / len(sample)
+
+    n, ef = pipe.settings.candidates, pipe.settings.ef_search
+    rows = [(size, cpu_us(pipe.encode, size),
+             cpu_us(lambda q: pipe.index.query(np.stack([known[x] for x in q]), n, ef), size))
+            for size in sizes]
+    pipe.encode = lambda q: np.stack([known[x] for x in q])  # type: ignore[method-assign]
+    print(f"Search pipeline parts, {model.name}, one thread, CPU µs per query (least of "
+          f"{repeats}); load average {load()}:")
+    print()
+    print("| batch | encoder (fp32) | after the encoder | of which HNSW query |")
+    print("|---|---|---|---|")
+    for size, enc, ann in rows:
+        print(f"| {size} | {enc:.0f} | {cpu_us(lambda q: pipe.search(q, K), size):.0f} | "
+              f"{ann:.0f} |")
+
+
 # ---------------------------------------------------------------------------- served
 
 
@@ -346,7 +388,13 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="a small bag-of-words model on a small demo shop (quick check)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--stages", action="store_true",
+                        help="only time the pipeline's parts offline (no servers, no wrk)")
     args = parser.parse_args()
+    if args.stages:
+        model, queries = real_model(args.model, args.queries)
+        stages(model, queries, [int(x) for x in args.batch_sizes.split(",")])
+        return
     if shutil.which("wrk") is None:
         sys.exit("needs wrk (apt-get install -y wrk)")
     layouts = [Layout.parse(x) for x in args.layouts.split(",")]
