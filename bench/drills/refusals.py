@@ -42,6 +42,7 @@ from shopserve.drill.load import build_requests
 from shopserve.drill.measures import percentile
 from shopserve.drill.spec import LoadSpec, MixEntry, Route
 from shopserve.drill.spike import SpikeProcess, SpikeRequest, closed_loop, plan_spike
+from shopserve.testing import cpu_seconds
 
 
 def _pcts(values: list[float]) -> dict[str, float | None]:
@@ -78,16 +79,6 @@ def refusal_probe(port: int, path: str, body: bytes, stop: threading.Event,
             out.append((0, time.perf_counter() - start))
         time.sleep(0.01)
 
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
 
 
 def spike_case(url: str, request: SpikeRequest, rate: float, per_connection: float,

@@ -27,7 +27,7 @@ from serve_models import click_table  # noqa: E402
 
 from shopserve.models import CtrTrainSpec, train_ctr_table  # noqa: E402
 from shopserve.registry import Registry  # noqa: E402
-from shopserve.testing import ShopserveProcess, free_port  # noqa: E402
+from shopserve.testing import ShopserveProcess, cpu_seconds, free_port  # noqa: E402
 
 LUA = """
 local bodies = {}
@@ -43,16 +43,6 @@ request = function()
 end
 """
 
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def wrk(url: str, seconds: int, conns: int, lua: Path) -> tuple[float, float, float, int]:

@@ -47,6 +47,8 @@ from typing import Any
 
 import psutil
 
+from shopserve.testing import cpu_seconds
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -311,16 +313,6 @@ def lua_script(queries: list[str], path: Path) -> None:
               "end"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def _ms(out: str, pct: str) -> float:

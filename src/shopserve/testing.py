@@ -22,9 +22,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    import psutil
 
 READY = re.compile(r"shopserve ready at (https?://\S+)")
 
@@ -136,3 +139,18 @@ class ShopserveProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def cpu_seconds(procs: Sequence[psutil.Process]) -> float:
+    """User plus system CPU seconds used so far by ``procs`` (gone ones count 0): the benches'
+    server CPU per request, which other load on the machine moves less than requests/s."""
+    import psutil
+
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
