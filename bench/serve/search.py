@@ -53,7 +53,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = ROOT / "bench" / "results"
 DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "tests" / "serve"))
 
 RECIPE = "int8-weight-only"
 GOAL = {"vs_offline": 0.8, "vs_per_request": 1.5, "p99_ms": 50.0}
@@ -80,43 +79,18 @@ class Layout:
 def tiny_model(work: Path) -> tuple[Path, list[str]]:
     """A small real search model with a MatMul in its encoder (so int8-weight-only applies)."""
     import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    from search_models import INPUTS, SPECIALS, write_tokenizer
 
     from shopserve.data import DemoShopSpec, generate_demo_shop
     from shopserve.models.search import SearchTrainSpec, train_search
     from shopserve.models.search.encoder import ExportedEncoder
+    from shopserve.testing import bag_of_words_encoder, word_tokenizer
 
     shop = generate_demo_shop(DemoShopSpec(seed=3, products=400, queries=150))
     titles = [str(t) for t in shop.catalog.column("title").to_pylist()]
-    vocab = write_tokenizer(work / "tokenizer.json", titles)
-    rng = np.random.default_rng(0)
+    vocab = word_tokenizer(work / "tokenizer.json", titles)
     dim = 128
-    table = rng.normal(size=(vocab, dim)).astype(np.float32)
-    table[: len(SPECIALS)] = 0.0
-    project = (np.eye(dim) + 0.05 * rng.normal(size=(dim, dim))).astype(np.float32)
-    nodes = [
-        helper.make_node("Gather", ["table", "input_ids"], ["words"]),
-        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["maskf", "last"], ["mask3"]),
-        helper.make_node("Mul", ["words", "mask3"], ["kept"]),
-        helper.make_node("ReduceSum", ["kept", "one"], ["total"], keepdims=0),
-        helper.make_node("MatMul", ["total", "project"], ["projected"]),
-        helper.make_node("LpNormalization", ["projected"], ["embedding"], axis=1, p=2),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny_encoder",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
-         for n in INPUTS],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])],
-        initializer=[numpy_helper.from_array(table, "table"),
-                     numpy_helper.from_array(project, "project"),
-                     numpy_helper.from_array(np.array([-1], np.int64), "last"),
-                     numpy_helper.from_array(np.array([1], np.int64), "one")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(work / "encoder.onnx"))
+    project = np.eye(dim) + 0.05 * np.random.default_rng(1).normal(size=(dim, dim))
+    bag_of_words_encoder(work / "encoder.onnx", vocab, dim, project)
     encoder = ExportedEncoder(work / "encoder.onnx", work / "tokenizer.json")
     train_search(shop, work / "model", SearchTrainSpec(epochs=30), encoder=encoder)
     return work / "model", _queries(shop.judgments)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
+    import numpy as np
     import psutil
 
 READY = re.compile(r"shopserve ready at (https?://\S+)")
@@ -154,3 +155,63 @@ def cpu_seconds(procs: Sequence[psutil.Process]) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+TOKEN_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # as MiniLM's export
+
+
+def word_tokenizer(path: Path, texts: Sequence[str]) -> int:
+    """A word-level BERT-style ``tokenizer.json`` over the words of ``texts`` at ``path``; the
+    vocabulary size."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    probe = pre_tokenizers.BertPreTokenizer()
+    words = sorted({w.lower() for t in texts for w, _ in probe.pre_tokenize_str(t)})
+    vocab = {tok: i for i, tok in enumerate([*TOKEN_SPECIALS, *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.save(str(path))
+    return len(vocab)
+
+
+def bag_of_words_encoder(path: Path, vocab: int, dim: int = 32,
+                         project: np.ndarray | None = None) -> Path:
+    """A real ONNX text encoder at ``path``, named like MiniLM's export: token ids -> the mean of
+    random word vectors over the attention mask (times ``project``, when given) -> unit length.
+    Special tokens carry no meaning (zero vectors)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.random.default_rng(0).normal(size=(vocab, dim)).astype(np.float32)
+    table[: len(TOKEN_SPECIALS)] = 0.0
+    pooled = "total" if project is None else "projected"
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["words"]),
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "last"], ["mask3"]),
+        helper.make_node("Mul", ["words", "mask3"], ["kept"]),
+        helper.make_node("ReduceSum", ["kept", "one"], ["total"], keepdims=0),
+        *([] if project is None else [helper.make_node("MatMul", ["total", "project"],
+                                                       ["projected"])]),
+        helper.make_node("LpNormalization", [pooled], ["embedding"], axis=1, p=2),
+    ]
+    initializers = [numpy_helper.from_array(table, "table"),
+                    numpy_helper.from_array(np.array([-1], np.int64), "last"),
+                    numpy_helper.from_array(np.array([1], np.int64), "one")]
+    if project is not None:
+        initializers.append(numpy_helper.from_array(project.astype(np.float32), "project"))
+    graph = helper.make_graph(
+        nodes, "tiny_encoder",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+         for n in ENCODER_INPUTS],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])],
+        initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path

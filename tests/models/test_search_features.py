@@ -3,7 +3,6 @@ per-candidate definition of every feature (the code they replaced), bit for bit.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from shopserve.data import DemoShopSpec, generate_demo_shop
 from shopserve.models.search.bm25 import BM25Index, analyze, idf_of
 from shopserve.models.search.features import FEATURE_NAMES, TitleFeatures, trigrams
+from shopserve.testing import bag_of_words_encoder, word_tokenizer
 
 
 def reference_pairs(titles: list[str], bm25_index: BM25Index, query: str, candidates: np.ndarray,
@@ -77,16 +77,13 @@ def test_no_candidates_give_an_empty_matrix(catalog: tuple[list[str], list[str]]
 
 
 def test_encoder_runs_unpadded_length_groups_in_the_callers_order(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-    from search_models import write_encoder, write_tokenizer
-
     from shopserve.models.search.encoder import EMBEDDING_OUTPUT, TextEncoder
     from shopserve.models.search.tokenizer import QueryTokenizer
 
     texts = ["red drill", "a", "cordless hammer drill with two batteries", "red drill",
              "garden hose reel", "white toilet seat", "hose", "zz unknown words here"]
-    vocab = write_tokenizer(tmp_path / "tokenizer.json", texts)
-    write_encoder(tmp_path / "encoder.onnx", vocab)
+    vocab = word_tokenizer(tmp_path / "tokenizer.json", texts)
+    bag_of_words_encoder(tmp_path / "encoder.onnx", vocab)
     tokenizer = QueryTokenizer(tmp_path / "tokenizer.json", max_tokens=6)
     encoder = TextEncoder(tmp_path / "encoder.onnx", tokenizer)
     alone = np.concatenate([encoder.model.run(tokenizer([t]))[EMBEDDING_OUTPUT] for t in texts])

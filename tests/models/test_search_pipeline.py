@@ -12,11 +12,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pyarrow.parquet as pq
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from shopserve.data import DemoShopSpec, generate_demo_shop
 from shopserve.errors import ConflictError, InputError, IntegrityError
@@ -24,49 +21,8 @@ from shopserve.models import evaluate, load_pipeline
 from shopserve.models.base import Hit, TrainedModel
 from shopserve.models.search import SearchPipeline, SearchTrainSpec, train_search
 from shopserve.models.search.encoder import ExportedEncoder
+from shopserve.testing import ENCODER_INPUTS, bag_of_words_encoder, word_tokenizer
 from shopserve.types import ModelKind
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def write_tokenizer(path: Path, titles: list[str]) -> int:
-    """A word-level BERT-style tokenizer over the titles' words; returns the vocabulary size."""
-    probe = pre_tokenizers.BertPreTokenizer()
-    words = sorted({w.lower() for t in titles for w, _ in probe.pre_tokenize_str(t)})
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + words)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok.save(str(path))
-    return len(vocab)
-
-
-def write_encoder(path: Path, vocab: int, dim: int = 32) -> None:
-    """ids -> mean of word vectors over the mask -> unit length, named like the MiniLM export."""
-    table = np.random.default_rng(0).normal(size=(vocab, dim)).astype(np.float32)
-    table[: len(SPECIALS)] = 0.0  # special tokens carry no meaning
-    nodes = [
-        helper.make_node("Gather", ["table", "input_ids"], ["words"]),
-        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["maskf", "last"], ["mask3"]),
-        helper.make_node("Mul", ["words", "mask3"], ["kept"]),
-        helper.make_node("ReduceSum", ["kept", "one"], ["total"], keepdims=0),
-        helper.make_node("LpNormalization", ["total"], ["embedding"], axis=1, p=2),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny_encoder",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
-         for n in INPUTS],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])],
-        initializer=[numpy_helper.from_array(table, "table"),
-                     numpy_helper.from_array(np.array([-1], np.int64), "last"),
-                     numpy_helper.from_array(np.array([1], np.int64), "one")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +30,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     root = tmp_path_factory.mktemp("search")
     shop = generate_demo_shop(DemoShopSpec(seed=3, products=600, queries=200))
     titles = [str(t) for t in shop.catalog.column("title").to_pylist()]
-    vocab = write_tokenizer(root / "tokenizer.json", titles)
-    write_encoder(root / "encoder.onnx", vocab)
+    vocab = word_tokenizer(root / "tokenizer.json", titles)
+    bag_of_words_encoder(root / "encoder.onnx", vocab)
     encoder = ExportedEncoder(root / "encoder.onnx", root / "tokenizer.json")
     return train_search(shop, root / "model", SearchTrainSpec(epochs=100), encoder=encoder)
 
@@ -93,7 +49,7 @@ def test_trained_model_is_ready_for_the_registry(trained: TrainedModel) -> None:
     assert {"encoder.onnx", "eval.parquet", "index.hnsw", "reranker.onnx"} <= set(trained.files)
     assert all(p.is_file() for p in trained.files.values())
     assert trained.signature is not None
-    assert [s.name for s in trained.signature.inputs] == list(INPUTS)
+    assert [s.name for s in trained.signature.inputs] == list(ENCODER_INPUTS)
     assert trained.data_hash.startswith("sha256:")
     assert trained.metrics["eval_queries"] >= 20
 
@@ -140,7 +96,7 @@ def test_featurize_turns_eval_rows_into_encoder_inputs(
     rows = pq.read_table(trained.files["eval.parquet"])
     feed = pipe.featurize(rows)
     n = len(set(rows.column("query").to_pylist()))
-    assert sorted(feed) == sorted(INPUTS)
+    assert sorted(feed) == sorted(ENCODER_INPUTS)
     assert feed["input_ids"].shape[0] == n
     assert pipe.run_tensors(feed)["embedding"].shape == (n, 32)
     with pytest.raises(InputError, match="'query' column"):
