@@ -105,8 +105,9 @@ def _decode_input(spec: dict[str, Any], binary: bytes, offset: int,
     if data is None:
         raise InputError(f"input {name!r}: no 'data' and no binary_data_size")
     try:
-        flat = np.asarray(data, dtype=V2_TO_NUMPY[datatype]).reshape(-1)
-    except (TypeError, ValueError, OverflowError) as exc:
+        with np.errstate(over="raise"):  # 65520.0 as FP16 is out of range, not infinity
+            flat = np.asarray(data, dtype=V2_TO_NUMPY[datatype]).reshape(-1)
+    except (TypeError, ValueError, OverflowError, FloatingPointError) as exc:
         raise InputError(f"input {name!r}: data cannot be read as {datatype}: {exc}") from exc
     if flat.size != count:
         raise InputError(f"input {name!r}: shape {shape} needs {count} values, got {flat.size}")
