@@ -148,7 +148,7 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
             if admission is None or admission.admit():
                 cycle.admitted = True
             else:
-                self._refuse_fast(cycle)
+                self._refuse_admission(cycle)
 
         def _fast_ready(self) -> bool:
             """Whether the request whose head was just read may take the fast lane."""
@@ -164,11 +164,13 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
                     return False
             return 0 <= length <= fast_limit
 
-        def _refuse_fast(self, cycle: FastCycle) -> None:
-            """The 429 now; the body is discarded as it arrives."""
+        def _refuse_admission(self, cycle: Any) -> None:
+            """The 429 for ``cycle`` (the fast lane's or an ASGI one) now, without running
+            it; the body, if any, is discarded as it arrives (``response_complete``)."""
             assert admission is not None
             self.transport.write(admission.refusal(cycle.scope["path"], cycle.keep_alive))
             cycle.response_started = cycle.response_complete = True
+            cycle.message_event.set()
             if not cycle.keep_alive:
                 self.transport.close()
             self.on_response_complete()
@@ -241,17 +243,10 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
                 self._deadline = self.loop.call_later(request_timeout_s, self._refuse, late)
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-            path = cycle.scope["path"]
-            if admission is None or not admission.full(path):
+            if admission is None or not admission.full(cycle.scope["path"]):
                 super()._start_asgi_task(cycle, app)
-                return
-            # answered now; the body, if any, is discarded as it arrives (response_complete)
-            self.transport.write(admission.refusal(path, cycle.keep_alive))
-            cycle.response_started = cycle.response_complete = True
-            cycle.message_event.set()
-            if not cycle.keep_alive:
-                self.transport.close()
-            cycle.on_response()
+            else:
+                self._refuse_admission(cycle)
 
         def on_message_complete(self) -> None:
             self._incomplete = False
