@@ -19,6 +19,8 @@ from pathlib import Path
 
 import orjson
 
+from shopserve.registry.store import fsync_dir
+
 ACTIVE = "feedback.jsonl"
 CLOSED = re.compile(r"^feedback-(\d{6,})\.jsonl$")
 
@@ -41,14 +43,6 @@ def _number(segment: Path) -> int:
 def _write_all(fd: int, data: bytes) -> None:
     while data:  # a short write (disk full) raises on the next call
         data = data[os.write(fd, data):]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FeedbackLog:
@@ -110,7 +104,7 @@ class FeedbackLog:
         st = os.fstat(self._fd)
         self._ino = (st.st_dev, st.st_ino)
         if created:
-            _fsync_dir(self.directory)  # the new name survives a machine crash too
+            fsync_dir(self.directory)  # the new name survives a machine crash too
 
     def _rotate(self) -> None:
         """Rename the full segment to the next number and open a new ``feedback.jsonl``.
