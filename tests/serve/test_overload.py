@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from http_wire import read_response
 from serve_models import ctr_row
 
 from shopserve.testing import ShopserveProcess
@@ -18,19 +19,6 @@ from shopserve.testing import ShopserveProcess
 def head(length: int) -> bytes:
     return (b"POST /v1/rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % length)
-
-
-def read_answer(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head_part, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"content-length: (\d+)", head_part, re.I).group(1))  # type: ignore[union-attr]
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head_part + b"\r\n\r\n" + body
 
 
 def test_requests_past_the_in_flight_limit_get_429_before_their_body_is_read(
@@ -46,10 +34,10 @@ def test_requests_past_the_in_flight_limit_get_429_before_their_body_is_read(
             time.sleep(0.3)
             start = time.monotonic()
             extra.sendall(head(10**6))  # a body that is never sent: it is not waited for
-            refused = read_answer(extra)
+            refused = read_response(extra)
             took = time.monotonic() - start
             slow.sendall(body[5:])
-            answered = read_answer(slow)
+            answered = read_response(slow)
         assert refused.startswith(b"HTTP/1.1 429") and b"retry-after: 1" in refused.lower()
         assert b"OverloadedError" in refused and took < 2.0
         assert answered.startswith(b"HTTP/1.1 200") and b'"scores"' in answered

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from http_wire import read_response
 from serve_models import ctr_row
 
 from shopserve.testing import ShopserveProcess
@@ -122,16 +123,3 @@ def test_a_keep_alive_connection_idle_after_its_answers_is_closed_after_the_idle
             assert read_all(sock) == b""  # then closed by the server, 1 s after the answer
             assert 0.75 < time.monotonic() - idle_from < 3
 
-
-def read_response(sock: socket.socket) -> bytes:
-    """One whole response (head and ``Content-Length`` body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body

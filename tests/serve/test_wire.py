@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from http_wire import parse_response, read_response
 from serve_models import ctr_row
 
 from shopserve.testing import ShopserveProcess
@@ -42,20 +43,7 @@ def request(body: bytes, path: str = "/v1/rank", version: str = "1.1",
 
 def read_answer(sock: socket.socket, buffered: bytearray) -> tuple[int, dict[str, str], bytes]:
     """One response from ``sock``, keeping bytes of the next one in ``buffered``."""
-    while b"\r\n\r\n" not in buffered:
-        chunk = sock.recv(65536)
-        assert chunk, bytes(buffered)
-        buffered += chunk
-    head, _, rest = bytes(buffered).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in lines[1:])}
-    length = int(headers["content-length"])
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        assert chunk, rest
-        rest += chunk
-    buffered[:] = rest[length:]
-    return int(lines[0].split()[1]), headers, rest[:length]
+    return parse_response(read_response(sock, buffered))
 
 
 def body(i: int) -> bytes:
