@@ -66,8 +66,10 @@ class ShopserveProcess:
     def __init__(self, args: list[str], env: dict[str, str] | None = None,
                  startup_timeout_s: float = 60.0, log_dir: Path | None = None) -> None:
         self.args = args
-        # the deployment stops when this process dies, even by SIGKILL (serve/launch.py)
-        self.env = {**os.environ, "SHOPSERVE_STOP_WITH_PARENT": "1", **(env or {})}
+        from shopserve.serve.launch import STOP_WITH_PARENT_ENV
+
+        # the deployment stops when this process dies, even by SIGKILL
+        self.env = {**os.environ, STOP_WITH_PARENT_ENV: "1", **(env or {})}
         self.startup_timeout_s = startup_timeout_s
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="shopserve-test-"))
         self.log_path = self.log_dir / "server.log"

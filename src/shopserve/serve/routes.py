@@ -118,13 +118,12 @@ class ProtocolRoutes:
     def routes(self) -> list[Route]:
         g = guarded
         m = "/v2/models/{name}"
-        assert m + "/infer" == INFER_ROUTE
         mv = m + "/versions/{version}"
         table: list[tuple[str, Any, list[str]]] = [
             ("/v2/health/live", self.live, ["GET"]), ("/v2/health/ready", self.ready, ["GET"]),
             ("/v2", self.server_metadata, ["GET"]), (m, self.model_metadata, ["GET"]),
             (mv, self.model_metadata, ["GET"]), (m + "/ready", self.model_ready, ["GET"]),
-            (mv + "/ready", self.model_ready, ["GET"]), (m + "/infer", self.infer, ["POST"]),
+            (mv + "/ready", self.model_ready, ["GET"]), (INFER_ROUTE, self.infer, ["POST"]),
             (mv + "/infer", self.infer, ["POST"]), ("/metrics", self.metrics, ["GET"]),
             ("/openapi.json", self.openapi, ["GET"]),
             ("/admin/{action}", self.admin, ["GET", "POST"]),
