@@ -44,12 +44,10 @@ class BufferedCounter:
 class BufferedHistogram:
     """``observe`` like a prometheus histogram child: bucket counts in a list, and a sum."""
 
-    __slots__ = ("bounds", "child", "counts", "labels", "total")
+    __slots__ = ("bounds", "child", "counts", "total")
 
-    def __init__(self, child: Any, bounds: Sequence[float],
-                 labels: tuple[str, ...] = ()) -> None:
+    def __init__(self, child: Any, bounds: Sequence[float]) -> None:
         self.child = child
-        self.labels = labels  # (model, version) of a batch histogram: a batch span's names
         self.bounds = tuple(float(b) for b in bounds)  # upper bounds, +Inf implied
         self.counts = [0] * (len(self.bounds) + 1)
         self.total = 0.0

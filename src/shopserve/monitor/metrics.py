@@ -53,7 +53,7 @@ def duration(endpoint: str, model: str) -> BufferedHistogram:
 
 
 def queue_wait(model: str, version: str) -> BufferedHistogram:
-    return BufferedHistogram(QUEUE_WAIT.labels(model, version), LATENCY_BUCKETS, (model, version))
+    return BufferedHistogram(QUEUE_WAIT.labels(model, version), LATENCY_BUCKETS)
 
 
 def model_duration(model: str, version: str) -> BufferedHistogram:

@@ -147,7 +147,7 @@ class RequestTracer:
         # a child of the first sampled request (so a sampled request's batch is sampled
         # too), linked to every sampled request in it
         parent = self.trace.set_span_in_context(NonRecordingSpan(traced[0][0]), self.root)
-        model, version = _labels(batcher)
+        model, version = batcher.name
         span = self.tracer.start_span(
             f"batch {model}" if model else "batch", parent, self.kind.INTERNAL,
             attributes={"shopserve.model": model, "shopserve.version": version,
@@ -207,13 +207,6 @@ def _rate(arg: str | None) -> float:
     except ValueError:
         return 1.0
     return rate if 0.0 <= rate <= 1.0 else 1.0
-
-
-def _labels(batcher: Any) -> tuple[str, str]:
-    """The model and version of a batcher: the labels of its queue-wait histogram."""
-    owner = getattr(batcher.on_wait, "__self__", None)
-    labels: tuple[str, ...] = getattr(owner, "labels", ())
-    return (str(labels[0]), str(labels[1])) if len(labels) == 2 else ("", "")
 
 
 def context() -> tuple[Any, str] | None:

@@ -50,8 +50,10 @@ class Batcher(Generic[P, R]):
                  max_delay_s: float, queue_limit: int,
                  on_batch: Callable[[int], None] | None = None, inline: bool = True,
                  on_wait: Callable[[float], None] | None = None,
-                 admission: AdmissionPolicy | None = None) -> None:
+                 admission: AdmissionPolicy | None = None,
+                 name: tuple[str, str] = ("", "")) -> None:
         self.run_batch = run_batch
+        self.name = name  # (model, version) it runs, for its batch spans (monitor/tracing.py)
         # the replica's in-flight counts; without them every batch waits up to the delay
         self.admission = admission
         self.on_wait = on_wait  # seconds the oldest request of each batch waited

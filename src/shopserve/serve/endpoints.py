@@ -49,7 +49,8 @@ class VersionRunner:
             self.batchers[op] = Batcher(
                 self._timed(run), spec.batching.max_batch_size,
                 spec.batching.max_queue_delay_ms / 1000, spec.queue_limit, hist.observe,
-                inline=not spec.batching.threaded, on_wait=waited.observe, admission=admission)
+                inline=not spec.batching.threaded, on_wait=waited.observe, admission=admission,
+                name=(endpoint, version))
 
     def _ops(self) -> dict[str, Callable[[list[Any]], list[Any]]]:
         ops: dict[str, Callable[[list[Any]], list[Any]]] = {"infer": self._infer}
