@@ -84,3 +84,49 @@ def test_a_lone_caller_skips_the_batching_delay_and_concurrent_callers_are_batch
         ones, batches = batch_counts(server.url)
     assert batches - batches_before < 48  # fewer model calls than requests ...
     assert batches - batches_before > ones - ones_before  # ... some of them with several rows
+
+
+def test_a_batch_does_not_wait_when_every_connection_has_its_request_in_it(
+        serve_home: Path, tmp_path: Path) -> None:
+    spec = {"home": str(serve_home), "replicas": 1,
+            "models": [{"ref": "ctr@production", "cache": False,
+                        "batching": {"max_batch_size": 32, "max_queue_delay_ms": 800}}]}
+
+    def request(i: int) -> bytes:
+        body = orjson.dumps({"candidates": [ctr_row(i)]})
+        return head(len(body)) + body
+
+    def together(conns: list[socket.socket]) -> float:
+        """Seconds until every connection has its answer, when all of their requests are
+        admitted before the first is complete (each waits for its last byte)."""
+        for i, conn in enumerate(conns):
+            conn.sendall(request(i)[:-1])
+        time.sleep(0.1)  # every head read: all four admitted, none complete yet
+        start = time.monotonic()
+        for i, conn in enumerate(conns):
+            conn.sendall(request(i)[-1:])
+        assert all(read_response(conn).startswith(b"HTTP/1.1 200") for conn in conns)
+        return time.monotonic() - start
+
+    with ShopserveProcess.from_spec(spec, tmp_path) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        try:
+            for i, conn in enumerate(conns[:4]):  # one at a time: each runs alone, at once
+                conn.sendall(request(i))
+                assert read_response(conn).startswith(b"HTTP/1.1 200")
+            _, batches_before = batch_counts(server.url)
+            # every connection's request waits in the batcher, so no other can come: the
+            # batch runs at once, not after the 800 ms delay or its 200 ms quiet period
+            took = [together(conns[:4]) for _ in range(3)]
+            assert max(took) < 0.15, took
+            _, batches = batch_counts(server.url)
+            assert batches - batches_before == 3  # one model call per round
+            # a fifth connection that has sent an inference request could send another: the
+            # batch waits until none has arrived for a quarter of the delay
+            conns[4].sendall(request(9))
+            assert read_response(conns[4]).startswith(b"HTTP/1.1 200")
+            assert 0.2 <= together(conns[:4]) < 0.8
+        finally:
+            for conn in conns:
+                conn.close()

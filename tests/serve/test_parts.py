@@ -162,27 +162,53 @@ def test_an_idle_model_runs_a_lone_request_without_waiting_for_the_delay() -> No
     assert sizes == [1, 1, 1]
 
 
-def test_under_load_requests_wait_for_the_delay_and_are_batched() -> None:
+def trickle(arrivals: list[float], connections: int | None, delay_s: float,
+            max_batch_size: int = 64) -> tuple[list[int], float]:
+    """Requests that reach a batcher at ``arrivals`` (seconds), each admitted first as by the
+    HTTP entry: the sizes of the model calls and how long the first request took."""
     async def main() -> tuple[list[int], float]:
         admission = AdmissionPolicy(limit=64)
+        admission.connections = connections
         sizes: list[int] = []
-        b: Batcher[int, int] = Batcher(double, max_batch_size=8, max_delay_s=0.2,
-                    queue_limit=20, on_batch=sizes.append, admission=admission)
-        for _ in range(5):  # five requests in flight; they reach the batcher one by one
+        b: Batcher[int, int] = Batcher(double, max_batch_size=max_batch_size,
+                                       max_delay_s=delay_s, queue_limit=100,
+                                       on_batch=sizes.append, admission=admission)
+        for _ in arrivals:
             assert admission.admit()
 
-        async def request(p: int) -> int:
-            await asyncio.sleep(0.01 * p)  # reading and parsing the body
-            return await b.submit(p, 1, time.monotonic() + 5)
+        async def request(p: int, at: float) -> float:
+            await asyncio.sleep(at)  # reading and parsing the body
+            assert await b.submit(p, 1, time.monotonic() + 5) == 2 * p
+            return time.monotonic()
 
         start = time.monotonic()
-        results = await asyncio.gather(*(request(p) for p in range(5)))
-        assert results == [0, 2, 4, 6, 8]
-        return sizes, time.monotonic() - start
+        done = await asyncio.gather(*(request(p, at) for p, at in enumerate(arrivals)))
+        return sizes, done[0] - start
 
-    sizes, took = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_under_load_a_batch_waits_while_requests_keep_arriving() -> None:
+    # five requests 10 ms apart; a quarter of the 1 s delay is far longer than the gaps
+    sizes, took = trickle([0.01 * p for p in range(5)], connections=None, delay_s=1.0)
     assert sizes == [5]  # one model call: the first request waited for the others
-    assert took >= 0.2  # the delay's semantics under load are kept
+    assert 0.04 + 0.25 <= took < 0.9  # ran once none arrived for a quarter of the delay
+
+
+def test_under_load_a_batch_never_waits_past_the_delay() -> None:
+    # a request every 40 ms, each gap under the quiet period (75 ms): the delay (0.3 s) ends it
+    sizes, took = trickle([0.04 * p for p in range(12)], connections=None, delay_s=0.3)
+    assert 1 < sizes[0] < 12 and sum(sizes) == 12
+    assert 0.3 <= took < 0.45
+
+
+def test_a_batch_runs_once_every_connection_has_its_request_waiting() -> None:
+    # five connections, each with its request in the batcher: no other request can come
+    sizes, took = trickle([0.01 * p for p in range(5)], connections=5, delay_s=1.0)
+    assert sizes == [5] and took < 0.2
+    # a sixth connection could still send one: the batch waits for the quiet period
+    sizes, took = trickle([0.01 * p for p in range(5)], connections=6, delay_s=1.0)
+    assert sizes == [5] and took >= 0.29
 
 
 def test_admission_refuses_past_its_limit_until_a_slot_is_released() -> None:

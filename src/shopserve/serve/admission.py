@@ -39,8 +39,8 @@ class AdmissionPolicy:
     """In-flight inference requests of one replica, and how many of them sit in a batcher."""
 
     __slots__ = ("_body", "_decrease_at", "_due", "_headers", "_increase_at",
-                 "_loop", "_refused_seen", "_start", "_timer", "in_flight", "lag", "limit",
-                 "max_lag_s", "max_limit", "queued", "refused")
+                 "_loop", "_refused_seen", "_start", "_timer", "connections", "in_flight", "lag",
+                 "limit", "max_lag_s", "max_limit", "queued", "refused")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # the effective limit: ``max_limit``, lowered while the loop lags
@@ -48,6 +48,10 @@ class AdmissionPolicy:
         self.max_lag_s: float | None = None  # None: a fixed limit (``start`` sets it)
         self.in_flight = 0  # admitted requests not yet answered
         self.queued = 0  # of them (and shadow calls): submitted to a batcher, not yet back
+        # open connections that have sent an inference request, counted by the HTTP protocol
+        # (None: not counted; every connection may send more). Health checks and scrapes never
+        # count: they send no rows
+        self.connections: int | None = None
         self.refused = 0  # requests refused by this replica, ever
         self.lag = 0.0  # seconds the last tick of the lag timer fired late
         self._refused_seen = 0
@@ -94,6 +98,23 @@ class AdmissionPolicy:
     def more_coming(self) -> bool:
         """Whether an admitted request has not reached a batcher yet (being read or parsed)."""
         return self.in_flight > self.queued
+
+    def connection_opened(self) -> None:
+        """A connection sent its first inference request (the HTTP protocol counts them)."""
+        self.connections = (self.connections or 0) + 1
+
+    def connection_closed(self) -> None:
+        """A connection counted by ``connection_opened`` closed."""
+        assert self.connections is not None
+        self.connections -= 1
+
+    def more_possible(self) -> bool:
+        """Whether another request may still reach a batcher: an admitted one has not yet, or
+        a connection has no request in flight, so its next one may be in the socket buffer.
+        When every connection's request waits in a batcher (HTTP/1.1: one at a time), none
+        can come until they are answered."""
+        return self.in_flight > self.queued or self.connections is None or \
+            self.connections > self.in_flight
 
     async def refuse(self, path: str, send: Send) -> None:
         """The 429, counted; the request's body is never read."""

@@ -1,7 +1,8 @@
 """Dynamic batching: requests for one model wait briefly to be run together in one call.
 
 Adaptive: a batch waits up to the delay for more rows only while other requests are in flight
-in the replica (under load); a lone request on an idle replica runs at once. Bounded:
+in the replica (under load), more can still come, and they keep coming; a lone request on an
+idle replica runs at once. Bounded:
 when the rows waiting pass the queue limit a request is refused at once (429), and a request
 whose deadline passes while it waits is failed without running.
 
@@ -29,6 +30,8 @@ from shopserve.monitor import tracing
 if TYPE_CHECKING:
     from shopserve.serve.admission import AdmissionPolicy
 
+# under load, a batch stops waiting for more rows once none arrived for this share of the delay
+QUIET_FRACTION = 0.25
 P = TypeVar("P")
 R = TypeVar("R")
 
@@ -89,7 +92,8 @@ class Batcher(Generic[P, R]):
             admission.queued += 1
         wake = self._wake
         if wake is not None and not wake.done() and (
-                len(self._items) == 1 or self.waiting >= self.max_batch_size):
+                len(self._items) == 1 or self.waiting >= self.max_batch_size
+                or not self._under_load()):
             wake.set_result(None)
         # a timer instead of wait_for (no extra task per request), and only when the loop is
         # free while batches run
@@ -104,10 +108,12 @@ class Batcher(Generic[P, R]):
                 admission.queued -= 1
 
     def _under_load(self) -> bool:
-        """Whether more rows may come: another request is in flight in this replica (being
-        read, queued, or answered), or an admitted one has not reached a batcher yet."""
+        """Whether more rows may come: an admitted request has not reached a batcher yet, or
+        another request is in flight in this replica and some connection could still send
+        one (``AdmissionPolicy.more_possible``)."""
         admission = self.admission
-        return admission is None or admission.in_flight > 1 or admission.more_coming()
+        return admission is None or admission.more_coming() or (
+            admission.in_flight > 1 and admission.more_possible())
 
     async def _sleep(self, timeout: float | None) -> None:
         """Until a request arrives (or the batch is full), or ``timeout`` seconds pass."""
@@ -125,14 +131,26 @@ class Batcher(Generic[P, R]):
         while not self._items:
             await self._sleep(None)
         # wait for more rows only under load: at concurrency 1 the lone request runs at once
-        # instead of paying the delay. Under load the full delay is kept: the requests it
-        # collects are still in the socket buffers, where no count can see them (measured:
-        # cutting the wait short when every admitted request had arrived halved the mean batch)
+        # instead of paying the delay. Under load a batch waits while a connection could still
+        # send a request (it may be in a socket buffer, where no count can see it: cutting the
+        # wait short when every admitted request had arrived halved the mean batch) and while
+        # requests keep arriving: once every connection's request waits here, or none arrived
+        # for a quarter of the delay, it runs (docs/serving.md, "The batch's wait")
         if self.max_delay_s > 0 and self.waiting < self.max_batch_size and self._under_load():
             delay = self.max_delay_s
             if self.inline:  # never wait past a waiting request's deadline
                 delay = min(delay, max(self._earliest - time.monotonic(), 0.0))
-            await self._sleep(delay)
+            end = time.monotonic() + delay
+            gap = self.max_delay_s * QUIET_FRACTION
+            while True:  # until the delay ends, the batch is full, or requests stop coming
+                seen = self.waiting
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                await self._sleep(min(left, gap))
+                if (self.waiting == seen or self.waiting >= self.max_batch_size
+                        or not self._under_load()):
+                    break
         batch: list[_Item[P, R]] = []
         rows = 0
         while self._items and (not batch or rows + self._items[0].size <= self.max_batch_size):

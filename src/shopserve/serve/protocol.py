@@ -26,12 +26,13 @@ import orjson
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from shopserve.serve.admission import AdmissionPolicy
+from shopserve.serve.admission import ADMITTED_PREFIXES, AdmissionPolicy
 
 if TYPE_CHECKING:
     from shopserve.serve.http import FastLane, LaneRoute
 
 log = logging.getLogger("shopserve.serve")
+_ADMITTED = tuple(p.encode() for p in ADMITTED_PREFIXES)
 
 
 def _refusal(status: bytes, message: str) -> bytes:
@@ -91,6 +92,7 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
         # sweep of the process's connections a fraction of the keep-alive timeout closes those
         # idle too long, instead of uvicorn's timer armed and cancelled around every request
         _idle_since: float | None = None
+        _rows = False  # has sent an inference request: counted in ``admission.connections``
         _sweeper: ClassVar[asyncio.Task[None] | None] = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -130,6 +132,9 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
 
         def on_headers_complete(self) -> None:
             self._head_open = False
+            if admission is not None and not self._rows and self.url.startswith(_ADMITTED):
+                self._rows = True
+                admission.connection_opened()
             if (self._head_raw or self._read > max_head_bytes) and self._head_too_large():
                 self._refuse(large)
                 return
@@ -261,6 +266,9 @@ def deadline_protocol(request_timeout_s: float, max_head_bytes: int,
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel()
+            if self._rows and admission is not None:
+                self._rows = False
+                admission.connection_closed()
             cycle: Any = self.cycle
             if type(cycle) is FastCycle and cycle.admitted:  # its body never arrived whole
                 cycle.admitted = False
