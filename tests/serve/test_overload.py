@@ -101,7 +101,7 @@ def test_a_batch_does_not_wait_when_every_connection_has_its_request_in_it(
         admitted before the first is complete (each waits for its last byte)."""
         for i, conn in enumerate(conns):
             conn.sendall(request(i)[:-1])
-        time.sleep(0.1)  # every head read: all four admitted, none complete yet
+        time.sleep(0.3)  # every head read: all four admitted, none complete yet
         start = time.monotonic()
         for i, conn in enumerate(conns):
             conn.sendall(request(i)[-1:])
@@ -123,7 +123,7 @@ def test_a_batch_does_not_wait_when_every_connection_has_its_request_in_it(
             _, batches = batch_counts(server.url)
             assert batches - batches_before == 3  # one model call per round
             # a fifth connection that has sent an inference request could send another: the
-            # batch waits until none has arrived for a quarter of the delay
+            # batch waits until a quarter of the delay passed with no new request
             conns[4].sendall(request(9))
             assert read_response(conns[4]).startswith(b"HTTP/1.1 200")
             assert 0.2 <= together(conns[:4]) < 0.8

@@ -202,6 +202,30 @@ def test_under_load_a_batch_never_waits_past_the_delay() -> None:
     assert 0.3 <= took < 0.45
 
 
+def test_a_passed_deadline_of_an_earlier_batch_does_not_cut_a_later_wait() -> None:
+    async def main() -> list[int]:
+        admission = AdmissionPolicy(limit=64)
+        sizes: list[int] = []
+        b: Batcher[int, int] = Batcher(double, max_batch_size=64, max_delay_s=0.4,
+                                       queue_limit=100, on_batch=sizes.append,
+                                       admission=admission)
+        assert admission.admit()  # a lone request with a short deadline runs at once
+        assert await b.submit(0, 1, time.monotonic() + 0.05) == 0
+        admission.release()
+        await asyncio.sleep(0.1)  # its deadline has passed; it is answered and gone
+
+        async def request(p: int) -> int:
+            await asyncio.sleep(0.01 * p)
+            return await b.submit(p, 1, time.monotonic() + 5)
+
+        for _ in range(3):
+            assert admission.admit()
+        assert await asyncio.gather(*(request(p) for p in range(1, 4))) == [2, 4, 6]
+        return sizes
+
+    assert asyncio.run(main()) == [1, 3]  # the three under load were batched together
+
+
 def test_a_batch_runs_once_every_connection_has_its_request_waiting() -> None:
     # five connections, each with its request in the batcher: no other request can come
     sizes, took = trickle([0.01 * p for p in range(5)], connections=5, delay_s=1.0)

@@ -30,7 +30,7 @@ from shopserve.monitor import tracing
 if TYPE_CHECKING:
     from shopserve.serve.admission import AdmissionPolicy
 
-# under load, a batch stops waiting for more rows once none arrived for this share of the delay
+# under load, a batch stops waiting for more rows once this share of the delay passed with none
 QUIET_FRACTION = 0.25
 P = TypeVar("P")
 R = TypeVar("R")
@@ -67,7 +67,8 @@ class Batcher(Generic[P, R]):
         self.on_batch = on_batch
         self.waiting = 0  # rows queued, not yet running
         self._items: deque[_Item[P, R]] = deque()
-        self._earliest = float("inf")  # the earliest deadline of a waiting request, or later
+        # a lower bound of the waiting requests' deadlines (inf: none waits); exact when used
+        self._earliest = float("inf")
         self._wake: asyncio.Future[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopserve-batch")
         self._task: asyncio.Task[None] | None = None
@@ -134,13 +135,16 @@ class Batcher(Generic[P, R]):
         # instead of paying the delay. Under load a batch waits while a connection could still
         # send a request (it may be in a socket buffer, where no count can see it: cutting the
         # wait short when every admitted request had arrived halved the mean batch) and while
-        # requests keep arriving: once every connection's request waits here, or none arrived
-        # for a quarter of the delay, it runs (docs/serving.md, "The batch's wait")
+        # requests keep arriving: once every connection's request waits here, or a quarter of
+        # the delay passed without a new one, it runs (docs/serving.md, "The batch's wait")
         if self.max_delay_s > 0 and self.waiting < self.max_batch_size and self._under_load():
             delay = self.max_delay_s
+            now = time.monotonic()
             if self.inline:  # never wait past a waiting request's deadline
-                delay = min(delay, max(self._earliest - time.monotonic(), 0.0))
-            end = time.monotonic() + delay
+                if self._earliest <= now:  # a bound left by requests that have run since
+                    self._earliest = min(i.deadline for i in self._items)
+                delay = min(delay, max(self._earliest - now, 0.0))
+            end = now + delay
             gap = self.max_delay_s * QUIET_FRACTION
             while True:  # until the delay ends, the batch is full, or requests stop coming
                 seen = self.waiting
@@ -157,6 +161,8 @@ class Batcher(Generic[P, R]):
             item = self._items.popleft()
             batch.append(item)
             rows += item.size
+        if not self._items:
+            self._earliest = float("inf")  # else a lower bound of the deadlines still waiting
         return batch, rows
 
     async def _loop(self) -> None:
