@@ -108,13 +108,11 @@ class AdmissionPolicy:
         assert self.connections is not None
         self.connections -= 1
 
-    def more_possible(self) -> bool:
-        """Whether another request may still reach a batcher: an admitted one has not yet, or
-        a connection has no request in flight, so its next one may be in the socket buffer.
-        When every connection's request waits in a batcher (HTTP/1.1: one at a time), none
-        can come until they are answered."""
-        return self.in_flight > self.queued or self.connections is None or \
-            self.connections > self.in_flight
+    def idle_connection(self) -> bool:
+        """Whether a connection has no request in flight, so its next one may be in the socket
+        buffer (always, when connections are not counted). When every connection has one
+        (HTTP/1.1: one at a time), none can come until they are answered."""
+        return self.connections is None or self.connections > self.in_flight
 
     async def refuse(self, path: str, send: Send) -> None:
         """The 429, counted; the request's body is never read."""

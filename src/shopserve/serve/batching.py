@@ -111,10 +111,10 @@ class Batcher(Generic[P, R]):
     def _under_load(self) -> bool:
         """Whether more rows may come: an admitted request has not reached a batcher yet, or
         another request is in flight in this replica and some connection could still send
-        one (``AdmissionPolicy.more_possible``)."""
+        one (``AdmissionPolicy.idle_connection``)."""
         admission = self.admission
         return admission is None or admission.more_coming() or (
-            admission.in_flight > 1 and admission.more_possible())
+            admission.in_flight > 1 and admission.idle_connection())
 
     async def _sleep(self, timeout: float | None) -> None:
         """Until a request arrives (or the batch is full), or ``timeout`` seconds pass."""
