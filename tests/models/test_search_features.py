@@ -3,6 +3,7 @@ per-candidate definition of every feature (the code they replaced), bit for bit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,20 +42,27 @@ def reference_pairs(titles: list[str], bm25_index: BM25Index, query: str, candid
     return out
 
 
+@dataclass(frozen=True)
+class Catalog:
+    titles: list[str]
+    queries: list[str]
+    index: BM25Index
+    features: TitleFeatures
+
+
 @pytest.fixture(scope="module")
-def catalog() -> tuple[list[str], list[str]]:
+def catalog() -> Catalog:
     shop = generate_demo_shop(DemoShopSpec(seed=5, products=300, queries=80))
     titles = [str(t) for t in shop.catalog.column("title").to_pylist()]
+    titles += ["", "Glasses 3.5 in. bass", "a"]
     queries = [str(q) for q in dict.fromkeys(shop.judgments.column("query").to_pylist())]
-    return [*titles, "", "Glasses 3.5 in. bass", "a"], queries
-
-
-def test_features_equal_their_per_candidate_definition(
-    catalog: tuple[list[str], list[str]]
-) -> None:
-    titles, queries = catalog
     index = BM25Index(titles)
-    features = TitleFeatures(titles, index)
+    return Catalog(titles, queries, index, TitleFeatures(titles, index))
+
+
+def test_features_equal_their_per_candidate_definition(catalog: Catalog) -> None:
+    titles, queries, index, features = (catalog.titles, catalog.queries, catalog.index,
+                                        catalog.features)
     rng = np.random.default_rng(0)
     odd = ["toliet seat", "glasses bass", "3.5 in.", "!!!", "a", "zzzz qqqq", titles[0],
            titles[0] + " " + titles[0]]
@@ -68,11 +76,9 @@ def test_features_equal_their_per_candidate_definition(
         np.testing.assert_array_equal(got, want, err_msg=query)
 
 
-def test_no_candidates_give_an_empty_matrix(catalog: tuple[list[str], list[str]]) -> None:
-    titles, _ = catalog
-    index = BM25Index(titles)
+def test_no_candidates_give_an_empty_matrix(catalog: Catalog) -> None:
     empty = np.zeros(0, dtype=np.int64)
-    got = TitleFeatures(titles, index).pairs("drill", empty, np.zeros(0), np.zeros(0, np.float32))
+    got = catalog.features.pairs("drill", empty, np.zeros(0), np.zeros(0, np.float32))
     assert got.shape == (0, len(FEATURE_NAMES))
 
 
@@ -91,12 +97,9 @@ def test_encoder_runs_unpadded_length_groups_in_the_callers_order(tmp_path: Path
         np.testing.assert_allclose(encoder.encode(texts, batch_size), alone, atol=1e-6)
 
 
-def test_a_batch_of_queries_gets_the_rows_each_query_gets_alone(
-    catalog: tuple[list[str], list[str]]
-) -> None:
-    titles, queries = catalog
-    index = BM25Index(titles)
-    features = TitleFeatures(titles, index)
+def test_a_batch_of_queries_gets_the_rows_each_query_gets_alone(catalog: Catalog) -> None:
+    titles, queries, index, features = (catalog.titles, catalog.queries, catalog.index,
+                                        catalog.features)
     rng = np.random.default_rng(1)
     batch = [*queries[:20], "!!!", "toliet seat", "zzzz qqqq", titles[0], queries[0]]
     cands = [np.unique(rng.integers(0, len(titles), size=int(rng.integers(0, 80))))
@@ -113,12 +116,10 @@ def test_a_batch_of_queries_gets_the_rows_each_query_gets_alone(
         np.testing.assert_array_equal(got[a:b], want, err_msg=query)
 
 
-def test_bitmap_and_scan_agree_for_lists_in_any_order(
-    catalog: tuple[list[str], list[str]]
-) -> None:
+def test_bitmap_and_scan_agree_for_lists_in_any_order(catalog: Catalog) -> None:
     from shopserve.models.search.features import SetRows
 
-    titles, queries = catalog
+    titles, queries = catalog.titles, catalog.queries
     sets = [trigrams(t) for t in titles]
     mapped, scanned = SetRows(sets), SetRows(sets, bitmap_bytes=0)
     assert mapped.bits is not None and scanned.bits is None
